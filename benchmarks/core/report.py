@@ -1,0 +1,240 @@
+"""Result rows, targets, and their rendering as a text table or markdown."""
+
+import datetime
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+LIBRARIES = ("matinee", "metaflow", "mlflow", "numpy")
+
+
+@dataclass
+class Target:
+    """A goal from the project issue, checked against a :class:`Row`."""
+
+    label: str
+    check: Callable[["Row"], bool | None]  # None: cannot be checked
+
+
+def at_least_x(factor):
+    """matinee at least ``factor`` times better than the anchor."""
+    return Target(f">= {factor}x", lambda row: relative(row, lambda adv: adv >= factor))
+
+
+def relative(row, test):
+    """Apply ``test`` to the row's advantage; None when there is none."""
+    return None if row.advantage is None else test(row.advantage)
+
+
+def within_x(factor):
+    """matinee no more than ``factor`` times worse than the anchor."""
+    return Target(f"<= {factor}x of it", lambda row: relative(row, lambda adv: adv >= 1 / factor))
+
+
+def below(limit, unit):
+    """matinee's own value under ``limit``."""
+    return Target(f"< {fmt(limit, unit)}", lambda row: row.matinee < limit)
+
+
+def above(limit, unit):
+    """matinee's own value at least ``limit``."""
+    return Target(f">= {fmt(limit, unit)}", lambda row: row.matinee >= limit)
+
+
+@dataclass
+class Row:
+    """One compared number. A value that is a ``str`` is an error message."""
+
+    case: str
+    metric: str
+    unit: str  # "s", "ms", "bytes" or "points/s"
+    matinee: float | str
+    anchor_lib: str | None = None
+    anchor: float | str | None = None
+    higher_is_better: bool = False
+    target: Target | None = None
+
+    def _numbers(self):
+        return isinstance(self.matinee, float | int) and isinstance(self.anchor, float | int)
+
+    @property
+    def advantage(self):
+        """How many times better matinee is than the anchor (> 1: matinee wins)."""
+        if not self._numbers() or 0 in (self.matinee, self.anchor):
+            return None
+        ratio = self.anchor / self.matinee
+        return 1 / ratio if self.higher_is_better else ratio
+
+    @property
+    def met(self):
+        """True/False when the target could be checked, else None."""
+        if self.target is None or isinstance(self.matinee, str):
+            return None
+        return self.target.check(self)
+
+    def as_dict(self):
+        return {
+            "case": self.case,
+            "metric": self.metric,
+            "unit": self.unit,
+            "matinee": self.matinee,
+            "anchor_lib": self.anchor_lib,
+            "anchor": self.anchor,
+            "advantage": self.advantage,
+            "target": self.target.label if self.target else None,
+            "met": self.met,
+        }
+
+
+def fmt(value, unit):
+    """Human-readable value; error strings pass through."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if unit == "s":
+        return f"{value * 1000:.1f} ms" if abs(value) < 1 else f"{value:.2f} s"
+    if unit == "ms":
+        return f"{value:.4f} ms" if abs(value) < 0.1 else f"{value:.3f} ms"
+    if unit == "bytes":
+        if abs(value) < 1024 * 1024:
+            return f"{value / 1024:.1f} KiB"
+        return f"{value / 1024 / 1024:.1f} MiB"
+    if unit == "points/s":
+        return f"{value:,.0f}/s"
+    return f"{value:g} {unit}"
+
+
+def cell(value, unit, width=48):
+    """A table cell: the formatted value, errors shortened."""
+    text = fmt(value, unit)
+    if isinstance(value, str) and len(text) > width:
+        text = text[: width - 3] + "..."
+    return text
+
+
+def row_cells(row):
+    """The cells of one table line."""
+    adv = row.advantage
+    met = {True: "yes", False: "NO", None: ""}[row.met]
+    return [
+        row.case,
+        row.metric,
+        cell(row.matinee, row.unit),
+        row.anchor_lib or "",
+        cell(row.anchor, row.unit) if row.anchor_lib else "",
+        f"{adv:.2f}x" if adv is not None else "",
+        row.target.label if row.target else "",
+        met,
+    ]
+
+
+HEADERS = ["case", "metric", "matinee", "vs", "anchor", "advantage", "target", "met"]
+
+
+def errors(rows):
+    """Distinct error messages appearing in ``rows``, in order."""
+    found = []
+    for row in rows:
+        for lib, value in (("matinee", row.matinee), (row.anchor_lib, row.anchor)):
+            entry = f"{lib} ({row.case}): {value}"
+            if isinstance(value, str) and entry not in found:
+                found.append(entry)
+    return found
+
+
+def text_table(rows):
+    """A plain aligned table, followed by the full error messages."""
+    lines = [HEADERS, *(row_cells(r) for r in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADERS))]
+    out = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    if errors(rows):
+        out += ["", "errors:", *(f"  {e}" for e in errors(rows))]
+    return "\n".join(out)
+
+
+def markdown_table(rows):
+    """The same table in markdown."""
+    esc = lambda text: text.replace("|", "\\|")
+    out = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    out += ["| " + " | ".join(esc(c) for c in row_cells(r)) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def version(name):
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def memory_total():
+    """Total memory from /proc/meminfo, as text."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    return "unknown"
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def environment():
+    """Date, machine and versions, recorded with every result."""
+    try:
+        date = subprocess.run(["date"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    return {
+        "date": date,
+        "nproc": len(os.sched_getaffinity(0)),
+        "memory": memory_total(),
+        "cpu": cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": {name: version(name) for name in LIBRARIES},
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+    }
+
+
+def markdown_section(rows, env, settings):
+    """The RESULTS.md section for one run of the suite."""
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+    lines = [
+        f"## {env['date']}",
+        "",
+        f"- Machine: {env['nproc']} CPUs (`nproc`), {env['memory']} memory, "
+        f"{env['cpu']}, {env['platform']}",
+        f"- Python {env['python']}; {versions}",
+        f"- Command: `{settings['command']}`",
+        f"- Medians of {settings['repeat']} runs per side (import times: "
+        f"{settings['import_repeat']}), libraries alternating, after one untimed "
+        "warm-up run each. CPU = user + sys of the whole process tree. "
+        "advantage = how many times better matinee is than the anchor.",
+        "",
+        markdown_table(rows),
+    ]
+    if errors(rows):
+        lines += ["", "Errors:", "", *(f"- {e}" for e in errors(rows))]
+    return "\n".join(lines) + "\n"
+
+
+def command_line():
+    return " ".join(["python", *sys.argv])

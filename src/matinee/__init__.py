@@ -1,0 +1,84 @@
+"""matinee: develop, deploy and enhance personalization models.
+
+The public API is re-exported here and imported lazily, so ``import matinee``
+costs almost nothing; each name loads its module on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "ArtifactError": "matinee.errors",
+    "ConfigError": "matinee.errors",
+    "Flow": "matinee.core.client",
+    "FlowError": "matinee.errors",
+    "FlowSpec": "matinee.core.flows.spec",
+    "GraphError": "matinee.errors",
+    "IncludeFile": "matinee.core.flows.spec",
+    "JSONType": "matinee.core.flows.spec",
+    "MatineeError": "matinee.errors",
+    "MetricSeries": "matinee.core.client",
+    "NotFoundError": "matinee.errors",
+    "Parameter": "matinee.core.flows.spec",
+    "ParameterError": "matinee.errors",
+    "Run": "matinee.core.client",
+    "Step": "matinee.core.client",
+    "Task": "matinee.core.client",
+    "catch": "matinee.core.flows.decorators",
+    "current": "matinee.core.flows.current",
+    "default_namespace": "matinee.core.client",
+    "get_namespace": "matinee.core.client",
+    "load_settings": "matinee.config",
+    "namespace": "matinee.core.client",
+    "resources": "matinee.core.flows.decorators",
+    "retry": "matinee.core.flows.decorators",
+    "start_run": "matinee.core.tracking.api",
+    "step": "matinee.core.flows.decorators",
+    "timeout": "matinee.core.flows.decorators",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'matinee' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from matinee.config import load_settings
+    from matinee.core.client import (
+        Flow,
+        MetricSeries,
+        Run,
+        Step,
+        Task,
+        default_namespace,
+        get_namespace,
+        namespace,
+    )
+    from matinee.core.flows.current import current
+    from matinee.core.flows.decorators import catch, resources, retry, step, timeout
+    from matinee.core.flows.spec import FlowSpec, IncludeFile, JSONType, Parameter
+    from matinee.core.tracking.api import start_run
+    from matinee.errors import (
+        ArtifactError,
+        ConfigError,
+        FlowError,
+        GraphError,
+        MatineeError,
+        NotFoundError,
+        ParameterError,
+    )

@@ -1,0 +1,119 @@
+"""Settings, resolved once and passed explicitly.
+
+Each setting is looked up, first match wins, in:
+
+1. the environment, as ``MATINEE_<NAME>`` (e.g. ``MATINEE_HOME``);
+2. the project file ``./matinee.toml`` (a ``[matinee]`` table);
+3. the user file ``~/.config/matinee/config.toml`` (same layout);
+4. the default in :data:`SETTINGS`.
+
+Nothing is read at import time: call :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from matinee.errors import ConfigError
+
+#: name -> (default, help). The default ``None`` means "derived", see :class:`Settings`.
+SETTINGS: dict[str, tuple[Any, str]] = {
+    "home": ("./.matinee", "Folder for the embedded store (SQLite file, blobs, logs)."),
+    "metadata_url": (None, "Metadata store URL; default sqlite:///<home>/matinee.db."),
+    "blob_url": (None, "Blob store: a local path or any fsspec URL; default <home>/blobs."),
+    "user": (None, "User name recorded on runs; default the login name."),
+    "executor": ("auto", "Default executor: auto, inline or process."),
+    "max_workers": (None, "Parallel tasks for the process executor; default the CPU count."),
+    "namespace": (None, "Client namespace, e.g. user:alice; default user:<user>."),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved settings. Build with :func:`load_settings`."""
+
+    home: Path
+    metadata_url: str
+    blob_url: str
+    user: str
+    executor: str = "auto"
+    max_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    namespace: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            return {}
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read settings file {path}: {exc}", path=str(path)) from exc
+    table = data.get("matinee", {})
+    unknown = sorted(set(table) - set(SETTINGS))
+    if unknown:
+        raise ConfigError(
+            f"unknown setting {unknown[0]!r} in {path}; known settings: {', '.join(SETTINGS)}",
+            path=str(path),
+        )
+    return dict(table)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Resolve every setting; keyword ``overrides`` win over everything else."""
+    sources = [
+        overrides,
+        {k: os.environ[f"MATINEE_{k.upper()}"] for k in SETTINGS if f"MATINEE_{k.upper()}" in os.environ},
+        _read_toml(Path("matinee.toml")),
+        _read_toml(Path.home() / ".config" / "matinee" / "config.toml"),
+    ]
+    raw: dict[str, Any] = {}
+    for name, (default, _help) in SETTINGS.items():
+        raw[name] = next((s[name] for s in sources if s.get(name) not in (None, "")), default)
+
+    home = Path(raw["home"]).expanduser().absolute()
+    user = raw["user"] or os.environ.get("USER") or _login_name()
+    executor = str(raw["executor"])
+    if executor not in ("auto", "inline", "process", "ray"):
+        raise ConfigError(
+            f"executor must be auto, inline, process or ray, not {executor!r} (setting MATINEE_EXECUTOR)",
+            setting="executor",
+        )
+    try:
+        max_workers = int(raw["max_workers"]) if raw["max_workers"] is not None else os.cpu_count() or 1
+    except ValueError:
+        raise ConfigError(
+            f"max_workers must be a whole number, not {raw['max_workers']!r} (setting MATINEE_MAX_WORKERS)",
+            setting="max_workers",
+        ) from None
+    return Settings(
+        home=home,
+        metadata_url=raw["metadata_url"] or f"sqlite:///{home / 'matinee.db'}",
+        blob_url=raw["blob_url"] or str(home / "blobs"),
+        user=str(user),
+        executor=executor,
+        max_workers=max(1, max_workers),
+        namespace=raw["namespace"],
+    )
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return "unknown"

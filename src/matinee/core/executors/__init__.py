@@ -1,0 +1,39 @@
+"""Executors run task attempts: ``inline`` (in this process), ``process`` (forked workers), ``ray``.
+
+An executor takes :class:`~matinee.core.runtime.task.TaskSpec` attempts with
+:meth:`submit` while :attr:`free` is positive, and hands back finished ones from
+:meth:`wait`. Retries, ``@catch`` and scheduling stay in the runner.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from matinee.core.runtime.task import AttemptResult, RunContext, TaskSpec
+from matinee.errors import ConfigError
+
+EXECUTORS = ("inline", "process")
+
+
+class Executor(Protocol):
+    free: int
+    running: int
+
+    def submit(self, spec: TaskSpec) -> None: ...
+
+    def wait(self, timeout: float | None) -> list[tuple[TaskSpec, AttemptResult]]: ...
+
+    def shutdown(self) -> None: ...
+
+
+def make_executor(name: str, ctx: RunContext, max_workers: int, echo: Any) -> Executor:
+    """The executor called ``name`` (``inline`` or ``process``)."""
+    if name == "inline":
+        from matinee.core.executors.inline import InlineExecutor
+
+        return InlineExecutor(ctx, echo)
+    if name == "process":
+        from matinee.core.executors.process import ProcessExecutor
+
+        return ProcessExecutor(ctx, max_workers, echo)
+    raise ConfigError(f"unknown executor {name!r}: use auto, inline or process (--executor)", parameter="executor")

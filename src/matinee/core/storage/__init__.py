@@ -1,0 +1,1 @@
+"""Storage backends: the metadata database (SQLite, PostgreSQL) and blob stores (local, fsspec)."""

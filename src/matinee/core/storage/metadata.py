@@ -1,0 +1,341 @@
+"""The metadata store: every SQL statement matinee runs, in one place.
+
+Runs, their tags and parameters, tasks and their attempts, artifact references,
+metrics and model versions. The SQL is portable text with ``:name`` parameters,
+run through a :class:`~matinee.core.storage.db.Database` (SQLite or PostgreSQL),
+so nothing above this module knows which database it talks to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from matinee.core.artifacts.store import ArtifactRef
+from matinee.core.storage.db import Database, Row, connect
+
+RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
+
+#: A run whose heartbeat is older than this, on another host, is taken as dead.
+STALE_AFTER = 600.0
+
+HOSTNAME = socket.gethostname()
+
+
+class MetadataStore:
+    """Typed operations on the metadata database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @classmethod
+    def open(cls, url: str) -> MetadataStore:
+        return cls(connect(url))
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- runs -----------------------------------------------------------------
+    def create_run(
+        self,
+        flow_name: str,
+        user: str,
+        *,
+        kind: str = "flow",
+        code_hash: str | None = None,
+        origin_run_id: int | None = None,
+        executor: str | None = None,
+        tags: Iterable[str] = (),
+        system_tags: Iterable[str] = (),
+        params: Mapping[str, Any] | None = None,
+    ) -> int:
+        now = time.time()
+        with self.db.transaction():
+            run_id = self.db.insert(
+                "INSERT INTO runs (flow_name, kind, status, user_name, created_at, heartbeat_at,"
+                " code_hash, origin_run_id, executor, pid, hostname)"
+                " VALUES (:flow, :kind, :status, :user, :now, :now, :code, :origin, :executor, :pid, :host)",
+                dict(flow=flow_name, kind=kind, status=RUNNING, user=user, now=now, code=code_hash,
+                     origin=origin_run_id, executor=executor, pid=os.getpid(), host=HOSTNAME),
+            )
+            self._add_tags(run_id, tags, system=False)
+            self._add_tags(run_id, [f"user:{user}", *system_tags], system=True)
+            if params:
+                self.log_params(run_id, params)
+        return run_id
+
+    def _add_tags(self, run_id: int, tags: Iterable[str], system: bool) -> None:
+        rows = [dict(run=run_id, tag=t, system=int(system)) for t in dict.fromkeys(tags)]
+        if rows:
+            self.db.executemany(
+                "INSERT INTO run_tags (run_id, tag, system) SELECT :run, :tag, :system"
+                " WHERE NOT EXISTS (SELECT 1 FROM run_tags WHERE run_id = :run AND tag = :tag)",
+                rows,
+            )
+
+    def add_tags(self, run_id: int, tags: Iterable[str]) -> None:
+        with self.db.transaction():
+            self._add_tags(run_id, tags, system=False)
+
+    def remove_tags(self, run_id: int, tags: Iterable[str]) -> None:
+        for tag in tags:
+            self.db.execute(
+                "DELETE FROM run_tags WHERE run_id = :run AND tag = :tag AND system = 0",
+                dict(run=run_id, tag=tag),
+            )
+
+    def log_params(self, run_id: int, params: Mapping[str, Any]) -> None:
+        rows = [dict(run=run_id, name=k, value=json.dumps(v, default=str)) for k, v in params.items()]
+        with self.db.transaction():
+            for row in rows:
+                self.db.execute("DELETE FROM params WHERE run_id = :run AND name = :name", row)
+            self.db.executemany("INSERT INTO params (run_id, name, value) VALUES (:run, :name, :value)", rows)
+
+    def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
+        self.db.execute(
+            "UPDATE runs SET status = :status, finished_at = :now, heartbeat_at = :now, error = :error"
+            " WHERE id = :run",
+            dict(status=status, now=time.time(), error=error, run=run_id),
+        )
+
+    def heartbeat(self, run_id: int) -> None:
+        self.db.execute("UPDATE runs SET heartbeat_at = :now WHERE id = :run", dict(now=time.time(), run=run_id))
+
+    def get_run(self, run_id: int) -> Row | None:
+        rows = self.db.query("SELECT * FROM runs WHERE id = :run", dict(run=run_id))
+        return self._reap(rows)[0] if rows else None
+
+    def list_runs(
+        self,
+        flow_name: str | None = None,
+        *,
+        tag: str | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+    ) -> list[Row]:
+        """Runs, newest first, optionally of one flow and carrying one tag."""
+        sql = "SELECT * FROM runs WHERE 1 = 1"
+        args: dict[str, Any] = {}
+        if flow_name is not None:
+            sql += " AND flow_name = :flow"
+            args["flow"] = flow_name
+        if kind is not None:
+            sql += " AND kind = :kind"
+            args["kind"] = kind
+        if tag is not None:
+            sql += " AND id IN (SELECT run_id FROM run_tags WHERE tag = :tag)"
+            args["tag"] = tag
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self._reap(self.db.query(sql, args))
+
+    def list_flows(self) -> list[Row]:
+        return self.db.query(
+            "SELECT flow_name, COUNT(*) AS runs, MAX(id) AS latest_run, MAX(created_at) AS last_run_at"
+            " FROM runs WHERE kind = 'flow' GROUP BY flow_name ORDER BY flow_name"
+        )
+
+    def run_tags(self, run_id: int) -> list[Row]:
+        return self.db.query(
+            "SELECT tag, system FROM run_tags WHERE run_id = :run ORDER BY system DESC, tag", dict(run=run_id)
+        )
+
+    def run_params(self, run_id: int) -> dict[str, Any]:
+        rows = self.db.query("SELECT name, value FROM params WHERE run_id = :run ORDER BY name", dict(run=run_id))
+        return {r["name"]: json.loads(r["value"]) for r in rows}
+
+    def _reap(self, rows: list[Row]) -> list[Row]:
+        """Mark runs whose process is gone as failed, so none stays 'running' forever."""
+        now = time.time()
+        for row in rows:
+            if row["status"] != RUNNING:
+                continue
+            if row["hostname"] == HOSTNAME and row["pid"]:
+                dead = not _pid_alive(row["pid"])
+            else:
+                dead = now - (row["heartbeat_at"] or row["created_at"]) > STALE_AFTER
+            if dead:
+                error = f"the run's process ({row['hostname']}:{row['pid']}) ended without finishing the run"
+                self.db.execute(
+                    "UPDATE runs SET status = :failed, finished_at = :now, error = :error"
+                    " WHERE id = :run AND status = :running",
+                    dict(failed=FAILED, now=now, error=error, run=row["id"], running=RUNNING),
+                )
+                self.db.execute(
+                    "UPDATE tasks SET status = :failed, finished_at = :now WHERE run_id = :run AND status = :running",
+                    dict(failed=FAILED, now=now, run=row["id"], running=RUNNING),
+                )
+                row.update(status=FAILED, finished_at=now, error=error)
+        return rows
+
+    # -- tasks ----------------------------------------------------------------
+    def create_task(
+        self,
+        run_id: int,
+        step: str,
+        foreach_stack: Sequence[Sequence[Any]] = (),
+        input_paths: Sequence[int] = (),
+    ) -> int:
+        return self.db.insert(
+            "INSERT INTO tasks (run_id, step_name, foreach_key, foreach_stack, input_paths, status, started_at)"
+            " VALUES (:run, :step, :key, :stack, :inputs, :status, :now)",
+            dict(run=run_id, step=step, key=foreach_key(foreach_stack), stack=json.dumps(list(foreach_stack)),
+                 inputs=json.dumps(list(input_paths)), status=RUNNING, now=time.time()),
+        )
+
+    def start_attempt(self, task_id: int, attempt: int) -> None:
+        with self.db.transaction():
+            self.db.execute(
+                "INSERT INTO attempts (task_id, attempt, status, started_at) VALUES (:task, :attempt, :status, :now)",
+                dict(task=task_id, attempt=attempt, status=RUNNING, now=time.time()),
+            )
+            self.db.execute(
+                "UPDATE tasks SET attempts = :n, status = :status WHERE id = :task",
+                dict(n=attempt + 1, status=RUNNING, task=task_id),
+            )
+
+    def finish_attempt(
+        self,
+        task_id: int,
+        attempt: int,
+        status: str,
+        *,
+        exception: str | None = None,
+        traceback: str | None = None,
+        stdout_key: str | None = None,
+        stderr_key: str | None = None,
+    ) -> None:
+        self.db.execute(
+            "UPDATE attempts SET status = :status, finished_at = :now,"
+            " exception = COALESCE(:exc, exception), traceback = COALESCE(:tb, traceback),"
+            " stdout_key = COALESCE(:out, stdout_key), stderr_key = COALESCE(:err, stderr_key)"
+            " WHERE task_id = :task AND attempt = :attempt",
+            dict(status=status, now=time.time(), exc=exception, tb=traceback, out=stdout_key,
+                 err=stderr_key, task=task_id, attempt=attempt),
+        )
+
+    def finish_task(
+        self,
+        task_id: int,
+        status: str,
+        *,
+        transition: Mapping[str, Any] | None = None,
+        artifacts: Mapping[str, ArtifactRef] | None = None,
+    ) -> None:
+        """Record a task's outcome and its artifact references atomically."""
+        rows = [dict(task=task_id, name=n, key=r.key, codec=r.codec, size=r.size) for n, r in (artifacts or {}).items()]
+        with self.db.transaction():
+            if rows:
+                self.db.executemany(
+                    "INSERT INTO artifacts (task_id, name, key, codec, size) VALUES (:task, :name, :key, :codec, :size)",
+                    rows,
+                )
+            self.db.execute(
+                "UPDATE tasks SET status = :status, transition = :transition, finished_at = :now WHERE id = :task",
+                dict(status=status, transition=json.dumps(transition) if transition is not None else None,
+                     now=time.time(), task=task_id),
+            )
+
+    def clone_task(
+        self, run_id: int, origin: Row, foreach_stack: Sequence[Sequence[Any]], input_paths: Sequence[int]
+    ) -> int:
+        """Copy a finished task of another run, by reference: no artifact is re-stored."""
+        with self.db.transaction():
+            task_id = self.db.insert(
+                "INSERT INTO tasks (run_id, step_name, foreach_key, foreach_stack, input_paths, status,"
+                " transition, cloned_from, attempts, started_at, finished_at)"
+                " VALUES (:run, :step, :key, :stack, :inputs, :status, :transition, :origin, 0, :now, :now)",
+                dict(run=run_id, step=origin["step_name"], key=origin["foreach_key"],
+                     stack=json.dumps(list(foreach_stack)), inputs=json.dumps(list(input_paths)), status=COMPLETED, transition=origin["transition"],
+                     origin=origin["id"], now=time.time()),
+            )
+            self.db.execute(
+                "INSERT INTO artifacts (task_id, name, key, codec, size)"
+                " SELECT :task, name, key, codec, size FROM artifacts WHERE task_id = :origin",
+                dict(task=task_id, origin=origin["id"]),
+            )
+        return task_id
+
+    def get_task(self, task_id: int) -> Row | None:
+        rows = self.db.query("SELECT * FROM tasks WHERE id = :task", dict(task=task_id))
+        return rows[0] if rows else None
+
+    def list_tasks(self, run_id: int, step: str | None = None) -> list[Row]:
+        sql = "SELECT * FROM tasks WHERE run_id = :run"
+        if step is not None:
+            sql += " AND step_name = :step"
+        return self.db.query(sql + " ORDER BY id", dict(run=run_id, step=step))
+
+    def task_artifacts(self, task_id: int) -> dict[str, ArtifactRef]:
+        rows = self.db.query(
+            "SELECT name, key, codec, size FROM artifacts WHERE task_id = :task ORDER BY name", dict(task=task_id)
+        )
+        return {r["name"]: ArtifactRef(r["key"], r["codec"], r["size"]) for r in rows}
+
+    def task_attempts(self, task_id: int) -> list[Row]:
+        return self.db.query("SELECT * FROM attempts WHERE task_id = :task ORDER BY attempt", dict(task=task_id))
+
+    # -- metrics --------------------------------------------------------------
+    def log_metrics(self, rows: Sequence[tuple[int, int | None, str, int | None, float, float]]) -> None:
+        """Append metric points ``(run_id, task_id, name, step, value, ts)`` in one transaction."""
+        self.db.executemany(
+            "INSERT INTO metrics (run_id, task_id, name, step, value, ts)"
+            " VALUES (:run, :task, :name, :step, :value, :ts)",
+            (dict(run=r, task=t, name=n, step=s, value=v, ts=ts) for r, t, n, s, v, ts in rows),
+        )
+
+    def metrics(self, run_id: int, name: str | None = None) -> list[Row]:
+        sql = "SELECT task_id, name, step, value, ts FROM metrics WHERE run_id = :run"
+        if name is not None:
+            sql += " AND name = :name"
+        return self.db.query(sql + " ORDER BY name, id", dict(run=run_id, name=name))
+
+    # -- garbage collection ---------------------------------------------------
+    def delete_runs(self, run_ids: Iterable[int]) -> None:
+        for run_id in run_ids:
+            args = dict(run=run_id)
+            with self.db.transaction():
+                for sql in (
+                    "DELETE FROM artifacts WHERE task_id IN (SELECT id FROM tasks WHERE run_id = :run)",
+                    "DELETE FROM attempts WHERE task_id IN (SELECT id FROM tasks WHERE run_id = :run)",
+                    "DELETE FROM tasks WHERE run_id = :run",
+                    "DELETE FROM metrics WHERE run_id = :run",
+                    "DELETE FROM params WHERE run_id = :run",
+                    "DELETE FROM run_tags WHERE run_id = :run",
+                    "DELETE FROM runs WHERE id = :run",
+                ):
+                    self.db.execute(sql, args)
+
+    def protected_run_ids(self) -> set[int]:
+        """Runs a registered model version points at."""
+        rows = self.db.query("SELECT DISTINCT run_id FROM model_versions WHERE run_id IS NOT NULL")
+        return {r["run_id"] for r in rows}
+
+    def referenced_keys(self) -> set[str]:
+        """Every blob key something still points at."""
+        rows = self.db.query(
+            "SELECT key FROM artifacts UNION SELECT stdout_key FROM attempts WHERE stdout_key IS NOT NULL"
+            " UNION SELECT stderr_key FROM attempts WHERE stderr_key IS NOT NULL"
+            " UNION SELECT artifact_key FROM model_versions"
+        )
+        return {r["key"] for r in rows}
+
+
+def foreach_key(stack: Sequence[Sequence[Any]]) -> str:
+    """A task's position in nested foreach splits, e.g. ``"split:3/inner:0"``."""
+    return "/".join(f"{frame[0]}:{frame[1]}" for frame in stack)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,130 @@
+"""The metadata schema, in SQLAlchemy Core: one schema, every dialect.
+
+This module is the reference that the Alembic migrations must produce (a test
+compares them). It is imported only to migrate or to compare, never on the hot
+path of a run. Times are seconds since the epoch (floats), structured values
+JSON text, so the same rows read the same on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("flow_name", String(255), nullable=False),
+    Column("kind", String(16), nullable=False, server_default="flow"),
+    Column("status", String(16), nullable=False),
+    Column("user_name", String(255), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("heartbeat_at", Float),
+    Column("code_hash", String(64)),
+    Column("origin_run_id", Integer),
+    Column("executor", String(16)),
+    Column("pid", Integer),
+    Column("hostname", String(255)),
+    Column("error", Text),
+    Index("ix_runs_flow_name", "flow_name", "id"),
+)
+
+run_tags = Table(
+    "run_tags",
+    metadata,
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag", String(255), primary_key=True),
+    Column("system", Integer, nullable=False, server_default="0"),
+    Index("ix_run_tags_tag", "tag"),
+)
+
+params = Table(
+    "params",
+    metadata,
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("step_name", String(255), nullable=False),
+    Column("foreach_key", String(1024), nullable=False, server_default=""),
+    Column("foreach_stack", Text, nullable=False, server_default="[]"),
+    Column("input_paths", Text, nullable=False, server_default="[]"),
+    Column("status", String(16), nullable=False),
+    Column("transition", Text),
+    Column("cloned_from", Integer),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    UniqueConstraint("run_id", "step_name", "foreach_key", name="uq_tasks_run_step_foreach"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("task_id", Integer, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("exception", Text),
+    Column("traceback", Text),
+    Column("stdout_key", String(64)),
+    Column("stderr_key", String(64)),
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("task_id", Integer, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("key", String(64), nullable=False),
+    Column("codec", String(16), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Index("ix_artifacts_key", "key"),
+)
+
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("task_id", Integer),
+    Column("name", String(255), nullable=False),
+    Column("step", BigInteger),
+    Column("value", Float, nullable=False),
+    Column("ts", Float, nullable=False),
+    Index("ix_metrics_run_name", "run_id", "name"),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("run_id", Integer),
+    Column("task_id", Integer),
+    Column("artifact_key", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_model_versions_artifact_key", "artifact_key"),
+)

@@ -1,0 +1,1 @@
+"""Experiment tracking: metrics and parameters, inside flows and out."""
