@@ -242,6 +242,7 @@ class _Scheduler:
         self.metadata.finish_attempt(spec.task_id, spec.attempt, status, exception=result.error,
                                      stdout_key=out, stderr_key=err)
         if result.ok:
+            self.runner._say(f"[{self.ctx.pathspec(spec)}] done")
             self._advance(spec, result.transition)
             return
         node = self.graph[spec.step]

@@ -136,7 +136,7 @@ def execute_attempt(ctx: RunContext, spec: TaskSpec) -> AttemptResult:
     except BaseException as exc:  # the step's own failure, whatever it is
         if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is not threading.main_thread():
             raise
-        text = traceback.format_exc()
+        text = _user_traceback(exc)
         print(text, end="", file=sys.stderr, flush=True)
         error = f"{type(exc).__name__}: {exc}"
         try:
@@ -148,6 +148,14 @@ def execute_attempt(ctx: RunContext, spec: TaskSpec) -> AttemptResult:
         return AttemptResult(False, error=error)
     finally:
         current._clear()
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback from the step's own frame on, without matinee's frames above it."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 def _join_inputs(ctx: RunContext, spec: TaskSpec) -> Inputs:

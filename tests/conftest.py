@@ -1,0 +1,62 @@
+"""Shared fixtures: a fresh store per test, and flows run as real processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import matinee.core.client as client
+from matinee.core.store import close_stores
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own MATINEE_HOME (a real SQLite file and blob folder)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("MATINEE_HOME", str(home))
+    monkeypatch.setenv("MATINEE_USER", "tester")
+    for name in ("MATINEE_METADATA_URL", "MATINEE_BLOB_URL", "MATINEE_EXECUTOR", "MATINEE_NAMESPACE"):
+        monkeypatch.delenv(name, raising=False)
+    close_stores()
+    client.default_namespace()
+    yield home
+    close_stores()
+    client.default_namespace()
+
+
+FlowRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def write_flow(tmp_path: Path) -> Callable[[str, str], Path]:
+    """Write flow source (dedented) to ``tmp_path/<name>`` and return its path."""
+
+    def write(source: str, name: str = "flow.py") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(source))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def run_flow(tmp_path: Path) -> FlowRunner:
+    """Run ``python <flow file> <args...>`` in a real process; returns the completed process."""
+
+    def run(path: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        full_env = {**os.environ, **(env or {})}
+        return subprocess.run(
+            [sys.executable, str(path), *args],
+            cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=timeout,
+        )
+
+    return run
