@@ -316,12 +316,19 @@ class MetadataStore:
         rows = self.db.query("SELECT DISTINCT run_id FROM model_versions WHERE run_id IS NOT NULL")
         return {r["run_id"] for r in rows}
 
-    def referenced_keys(self) -> set[str]:
-        """Every blob key something still points at."""
+    def referenced_keys(self, excluding_runs: Iterable[int] = ()) -> set[str]:
+        """Every blob key something points at (ignoring what ``excluding_runs`` alone point at)."""
+        excluded = sorted(set(excluding_runs))
+        args = {f"r{i}": run_id for i, run_id in enumerate(excluded)}
+        keep = f"t.run_id NOT IN ({', '.join(':' + k for k in args)})" if args else "1 = 1"
         rows = self.db.query(
-            "SELECT key FROM artifacts UNION SELECT stdout_key FROM attempts WHERE stdout_key IS NOT NULL"
-            " UNION SELECT stderr_key FROM attempts WHERE stderr_key IS NOT NULL"
-            " UNION SELECT artifact_key FROM model_versions"
+            f"SELECT a.key AS key FROM artifacts a JOIN tasks t ON a.task_id = t.id WHERE {keep}"
+            f" UNION SELECT at.stdout_key FROM attempts at JOIN tasks t ON at.task_id = t.id"
+            f" WHERE at.stdout_key IS NOT NULL AND {keep}"
+            f" UNION SELECT at.stderr_key FROM attempts at JOIN tasks t ON at.task_id = t.id"
+            f" WHERE at.stderr_key IS NOT NULL AND {keep}"
+            " UNION SELECT artifact_key FROM model_versions",
+            args,
         )
         return {r["key"] for r in rows}
 

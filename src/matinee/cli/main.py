@@ -1,0 +1,245 @@
+"""The ``matinee`` command line.
+
+Thin on purpose: each command parses its options, calls the library, and
+renders the answer as a table (or JSON with ``--json``). A
+:class:`~matinee.errors.MatineeError` becomes one line on stderr and a non-zero
+exit; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from matinee import __version__
+from matinee.errors import MatineeError, RunFailed
+
+FLOW_COMMAND = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
+
+
+class _Group(click.Group):
+    """Turns matinee errors into one clean line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MatineeError as exc:
+            if ctx.params.get("debug") or os.environ.get("MATINEE_DEBUG"):
+                raise
+            click.echo(f"error: {exc.message}", err=True)
+            ctx.exit(1 if isinstance(exc, RunFailed) else 2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="matinee")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+def cli(debug: bool) -> None:
+    """matinee: develop, deploy and enhance personalization models.
+
+    Runs and artifacts live under MATINEE_HOME (default ./.matinee).
+    Every listing command takes --json for scripts.
+    """
+
+
+def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+# -- running flows ---------------------------------------------------------------
+@cli.command(context_settings=FLOW_COMMAND)
+@click.argument("flow_file", type=click.Path(exists=True, dir_okay=False))
+@click.pass_context
+def run(ctx: click.Context, flow_file: str) -> None:
+    """Run a flow file: the same as `python FLOW_FILE run [OPTIONS]`.
+
+    Flow options (parameters, --max-workers, --tag, --executor) follow the file;
+    `matinee run FLOW_FILE --help` lists them.
+    """
+    _flow_command(flow_file, "run", ctx.args)
+
+
+@cli.command(context_settings=FLOW_COMMAND)
+@click.argument("flow_file", type=click.Path(exists=True, dir_okay=False))
+@click.pass_context
+def resume(ctx: click.Context, flow_file: str) -> None:
+    """Resume the latest (or --origin-run-id) run of a flow file from where it failed."""
+    _flow_command(flow_file, "resume", ctx.args)
+
+
+def _flow_command(flow_file: str, command: str, args: list[str]) -> None:
+    from matinee.cli.flows import load_flow
+    from matinee.core.runtime.cli import main
+
+    flow_cls = load_flow(flow_file)
+    main(flow_cls, [command, *args], prog=f"matinee {command} {flow_file}")
+
+
+# -- looking at runs ---------------------------------------------------------------
+@cli.command()
+@click.argument("flow", required=False)
+@click.option("--limit", default=20, show_default=True, help="How many runs to show.")
+@click.option("--tag", "tags", multiple=True, help="Only runs with this tag (repeatable).")
+@click.option("--all-users", is_flag=True, help="Include other users' runs.")
+@json_option
+def runs(flow: str | None, limit: int, tags: tuple[str, ...], all_users: bool, as_json: bool) -> None:
+    """List runs, newest first (of one FLOW if given)."""
+    from matinee.cli import views
+
+    rows = views.list_runs(flow, limit=limit, tags=tags, all_users=all_users)
+    emit_json(rows) if as_json else views.print_runs(rows)
+
+
+@cli.command()
+@click.argument("pathspec")
+@json_option
+def show(pathspec: str, as_json: bool) -> None:
+    """Describe a flow, run, step or task: Flow, Flow/RUN, Flow/RUN/STEP or Flow/RUN/STEP/TASK."""
+    from matinee.cli import views
+
+    info = views.describe(pathspec)
+    emit_json(info) if as_json else views.print_description(info)
+
+
+@cli.command()
+@click.argument("pathspec")
+@click.option("--stderr", "stream", flag_value="stderr", help="Show stderr only.")
+@click.option("--stdout", "stream", flag_value="stdout", help="Show stdout only.")
+@json_option
+def logs(pathspec: str, stream: str | None, as_json: bool) -> None:
+    """Print the stored output of a task, or of every task of a step or run."""
+    from matinee.cli import views
+
+    entries = views.collect_logs(pathspec, stream)
+    if as_json:
+        emit_json(entries)
+        return
+    for entry in entries:
+        for name in ("stdout", "stderr"):
+            text = entry.get(name) or ""
+            for line in text.splitlines():
+                click.echo(f"[{entry['task']}] {line}", err=name == "stderr")
+
+
+@cli.command()
+@click.argument("pathspec")
+@json_option
+def artifacts(pathspec: str, as_json: bool) -> None:
+    """List the artifacts of a task (or of every task of a step or run)."""
+    from matinee.cli import views
+
+    rows = views.list_artifacts(pathspec)
+    emit_json(rows) if as_json else views.print_table(
+        rows, ["task", "name", "codec", "size", "key"], title=f"Artifacts of {pathspec}"
+    )
+
+
+@cli.command()
+@click.argument("run_pathspec", metavar="RUN")
+@click.option("--name", help="Show every point of this metric.")
+@json_option
+def metrics(run_pathspec: str, name: str | None, as_json: bool) -> None:
+    """Summarise the metrics of RUN (Flow/RUN), or list one series with --name."""
+    from matinee.cli import views
+
+    rows = views.metric_rows(run_pathspec, name)
+    if as_json:
+        emit_json(rows)
+    elif name:
+        views.print_table(rows, ["step", "value", "time"], title=f"{name} in {run_pathspec}")
+    else:
+        views.print_table(rows, ["name", "points", "last", "min", "max", "last_step"], title=f"Metrics of {run_pathspec}")
+
+
+# -- housekeeping ----------------------------------------------------------------------
+@cli.command()
+@click.option("--older-than", help="Delete runs older than this (30d, 12h, 15m, ...).")
+@click.option("--keep-last", type=int, help="Keep the newest N runs of each flow; delete the rest.")
+@click.option("--tag", "tags", multiple=True, help="Delete runs with this tag (repeatable: all must match).")
+@click.option("--flow", help="Only consider runs of this flow.")
+@click.option("--grace", default="1h", show_default=True, help="Never delete blobs younger than this.")
+@click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
+@json_option
+def gc(
+    older_than: str | None,
+    keep_last: int | None,
+    tags: tuple[str, ...],
+    flow: str | None,
+    grace: str,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Delete runs by age, count or tag, then every blob nothing references any more.
+
+    Running runs and runs a registered model comes from are never deleted, nor
+    is any blob a kept run or a model version still uses. With no criteria only
+    unreferenced blobs are removed.
+    """
+    from matinee.cli import views
+    from matinee.core.gc import apply_gc, parse_age, plan_gc
+    from matinee.core.store import open_store
+
+    store = open_store()
+    plan = plan_gc(
+        store,
+        older_than=parse_age(older_than) if older_than else None,
+        keep_last=keep_last,
+        tags=tags,
+        flow=flow,
+        grace=parse_age(grace),
+    )
+    if not dry_run:
+        apply_gc(store, plan)
+    if as_json:
+        emit_json({**plan.as_dict(), "dry_run": dry_run})
+        return
+    verb = "would delete" if dry_run else "deleted"
+    views.print_table(
+        [{"run": f"{r['flow_name']}/{r['id']}", "status": r["status"], "created": views.when(r["created_at"])} for r in plan.runs],
+        ["run", "status", "created"],
+        title=f"Runs {verb}",
+    )
+    click.echo(f"{verb} {len(plan.runs)} runs and {len(plan.blobs)} blobs ({views.size(plan.blob_bytes)})")
+    if plan.kept_for_models:
+        click.echo(f"kept {len(plan.kept_for_models)} runs that registered models come from")
+
+
+@cli.command()
+@json_option
+def config(as_json: bool) -> None:
+    """Show the settings in force and where each can be changed."""
+    from matinee.cli import views
+    from matinee.config import SETTINGS, load_settings
+
+    settings = load_settings().as_dict()
+    rows = [{"setting": k, "value": settings[k], "env": f"MATINEE_{k.upper()}", "help": SETTINGS[k][1]} for k in SETTINGS]
+    emit_json(settings) if as_json else views.print_table(rows, ["setting", "value", "env", "help"], title="Settings")
+
+
+@cli.command()
+@click.option("--users", default=400, show_default=True, help="Simulated members.")
+@click.option("--items", default=300, show_default=True, help="Simulated titles.")
+@click.option("--seed", default=7, show_default=True, help="Random seed of the simulation.")
+@json_option
+def demo(users: int, items: int, seed: int, as_json: bool) -> None:
+    """Run the built-in example flow end to end and show what it made."""
+    from matinee.cli.demo import run_demo
+
+    run_demo(users=users, items=items, seed=seed, as_json=as_json)
+
+
+def main() -> None:
+    """Console entry point."""
+    cli(prog_name="matinee")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The built-in example that ``matinee demo`` runs."""
