@@ -41,7 +41,36 @@ _EXPORTS: dict[str, str] = {
     "timeout": "matinee.core.flows.decorators",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "ArtifactError",
+    "ConfigError",
+    "Flow",
+    "FlowError",
+    "FlowSpec",
+    "GraphError",
+    "IncludeFile",
+    "JSONType",
+    "MatineeError",
+    "MetricSeries",
+    "NotFoundError",
+    "Parameter",
+    "ParameterError",
+    "Run",
+    "Step",
+    "Task",
+    "__version__",
+    "catch",
+    "current",
+    "default_namespace",
+    "get_namespace",
+    "load_settings",
+    "namespace",
+    "resources",
+    "retry",
+    "start_run",
+    "step",
+    "timeout",
+]
 
 
 def __getattr__(name: str) -> Any:

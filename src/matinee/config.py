@@ -96,7 +96,7 @@ def load_settings(**overrides: Any) -> Settings:
         )
     try:
         max_workers = int(raw["max_workers"]) if raw["max_workers"] is not None else os.cpu_count() or 1
-    except ValueError:
+    except (TypeError, ValueError):
         raise ConfigError(
             f"max_workers must be a whole number, not {raw['max_workers']!r} (setting MATINEE_MAX_WORKERS)",
             setting="max_workers",

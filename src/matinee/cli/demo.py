@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 
 import click
 
@@ -19,7 +21,8 @@ def run_demo(*, users: int, items: int, seed: int, as_json: bool) -> None:
         quiet=as_json,
         echo=lambda line: click.echo(line, err=as_json),
     )
-    run_id = runner.run()
+    with contextlib.redirect_stdout(sys.stderr if as_json else sys.stdout):  # keep stdout pure JSON
+        run_id = runner.run()
     run = Run(f"PopularityDemoFlow/{run_id}")
     leaderboard = run.data.leaderboard
     artifacts = {name: a.size for name, a in run["start"].task.artifacts.items()}

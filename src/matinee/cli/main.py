@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -56,7 +55,7 @@ def emit_json(data: Any) -> None:
 
 # -- running flows ---------------------------------------------------------------
 @cli.command(context_settings=FLOW_COMMAND)
-@click.argument("flow_file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("flow_file", metavar="FLOW_FILE")
 @click.pass_context
 def run(ctx: click.Context, flow_file: str) -> None:
     """Run a flow file: the same as `python FLOW_FILE run [OPTIONS]`.
@@ -64,23 +63,30 @@ def run(ctx: click.Context, flow_file: str) -> None:
     Flow options (parameters, --max-workers, --tag, --executor) follow the file;
     `matinee run FLOW_FILE --help` lists them.
     """
-    _flow_command(flow_file, "run", ctx.args)
+    _flow_command(ctx, flow_file, "run")
 
 
 @cli.command(context_settings=FLOW_COMMAND)
-@click.argument("flow_file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("flow_file", metavar="FLOW_FILE")
 @click.pass_context
 def resume(ctx: click.Context, flow_file: str) -> None:
-    """Resume the latest (or --origin-run-id) run of a flow file from where it failed."""
-    _flow_command(flow_file, "resume", ctx.args)
+    """Resume the latest (or --origin-run-id) run of a flow file from where it failed.
+
+    `matinee resume FLOW_FILE --help` lists the options.
+    """
+    _flow_command(ctx, flow_file, "resume")
 
 
-def _flow_command(flow_file: str, command: str, args: list[str]) -> None:
+def _flow_command(ctx: click.Context, flow_file: str, command: str) -> None:
+    """Hand the rest of the command line to the flow file's own CLI."""
+    if flow_file in ("-h", "--help"):
+        click.echo(ctx.get_help())
+        return
     from matinee.cli.flows import load_flow
     from matinee.core.runtime.cli import main
 
     flow_cls = load_flow(flow_file)
-    main(flow_cls, [command, *args], prog=f"matinee {command} {flow_file}")
+    main(flow_cls, [command, *ctx.args], prog=f"matinee {command} {flow_file}")
 
 
 # -- looking at runs ---------------------------------------------------------------
@@ -242,4 +248,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

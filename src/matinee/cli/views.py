@@ -135,7 +135,7 @@ def metric_rows(pathspec: str, name: str | None) -> list[dict[str, Any]]:
         series = run.metric(name)
         if not len(series):
             raise NotFoundError(f"run {run.pathspec} has no metric {name!r}; it has: {', '.join(run.metrics) or 'none'}")
-        return [{"step": s, "value": v, "time": when(t)} for s, v, t in zip(series.steps, series.values, series.timestamps)]
+        return [{"step": s, "value": v, "time": when(t)} for s, v, t in zip(series.steps, series.values, series.timestamps, strict=True)]
     return [
         {"name": n, "points": len(s), "last": s.last, "min": min(s.values), "max": max(s.values), "last_step": s.steps[-1]}
         for n, s in sorted(run.metrics.items())

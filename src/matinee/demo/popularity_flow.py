@@ -14,19 +14,25 @@ def simulate_plays(users: int, items: int, seed: int) -> dict[str, Any]:
     """Plays of ``users`` members on ``items`` titles: long-tail popularity, genre tastes, time order."""
     import numpy as np
 
+    from matinee.errors import ParameterError
+
+    for name, value in (("users", users), ("items", items)):
+        if value < 10:
+            raise ParameterError(f"the demo needs at least 10 {name}, not {value}", parameter=name)
     rng = np.random.default_rng(seed)
     genres = 8
     item_genre = rng.integers(0, genres, items)
     popularity = 1.0 / np.arange(1, items + 1) ** 0.9
     rng.shuffle(popularity)
-    release = rng.uniform(0, 1, items)  # titles appear over time
+    release = rng.uniform(0, 1, items)  # titles appear over time...
+    release[rng.permutation(items)[: max(5, items // 5)]] = 0.0  # ...after a launch catalogue
     taste = rng.dirichlet(np.full(genres, 0.3), users)
     rows = []
     for user in range(users):
         n = rng.integers(10, 40)
         times = np.sort(rng.uniform(0, 1, n))
         for t in times:
-            weights = popularity * taste[user, item_genre] * (release <= t + 0.05)
+            weights = (popularity * taste[user, item_genre] + 1e-12) * (release <= t)
             rows.append((user, int(rng.choice(items, p=weights / weights.sum())), float(t)))
     plays = np.array(rows, dtype=[("user", "i4"), ("item", "i4"), ("ts", "f8")])
     return {"plays": plays, "item_genre": item_genre}

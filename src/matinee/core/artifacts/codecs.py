@@ -5,7 +5,9 @@
     then the array's own memory, written without a copy and read straight into
     a freshly allocated array. A stored blob opens with ``numpy.load`` as it is.
 ``arrow-df`` / ``arrow-table``
-    pandas DataFrames and Arrow tables, as an Arrow IPC stream.
+    pandas DataFrames and Arrow tables, as an Arrow IPC stream. A DataFrame
+    whose object columns hold more than text, bytes and None is pickled
+    instead, since Arrow would read them back as other types.
 ``pickle``
     everything else, with pickle protocol 5.
 
@@ -60,12 +62,31 @@ def _encode_arrow(value: Any, from_pandas: bool) -> Chunks | None:
 
     try:
         table = pa.Table.from_pandas(value, preserve_index=True) if from_pandas else value
+        if from_pandas and not _objects_survive(pa, table):
+            return None
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
     except (pa.ArrowException, TypeError, ValueError):
         return None  # mixed-type object columns and the like: pickle them instead
     return [memoryview(sink.getvalue())]
+
+
+def _objects_survive(pa: Any, table: Any) -> bool:
+    """False if an object column would read back changed (lists as arrays, ints as int64, ...)."""
+    for column in (table.schema.pandas_metadata or {}).get("columns", []):
+        if column.get("numpy_type") != "object":
+            continue
+        kind = table.schema.field(column["field_name"]).type
+        if not (
+            pa.types.is_string(kind)
+            or pa.types.is_large_string(kind)
+            or pa.types.is_binary(kind)
+            or pa.types.is_large_binary(kind)
+            or pa.types.is_null(kind)
+        ):
+            return False
+    return True
 
 
 def decode(codec: str, fh: IO[bytes], hasher: Any) -> Any:
@@ -99,11 +120,14 @@ def _decode_npy(fh: IO[bytes], hasher: Any) -> Any:
     header = fh.read(int.from_bytes(length_bytes, "little"))
     for part in (magic, length_bytes, header):
         hasher.update(part)
-    meta = _parse_header(header)
-    dtype = np.lib.format.descr_to_dtype(meta["descr"])
-    array = np.empty(meta["shape"], dtype=dtype, order="F" if meta["fortran_order"] else "C")
-    flat = array.T if meta["fortran_order"] else array
-    buffer = memoryview(flat.reshape(-1).view(np.uint8)) if array.size else memoryview(bytearray())
+    try:
+        meta = _parse_header(header)
+        dtype = np.lib.format.descr_to_dtype(meta["descr"])
+        array = np.empty(meta["shape"], dtype=dtype, order="F" if meta["fortran_order"] else "C")
+        flat = array.T if meta["fortran_order"] else array
+        buffer = memoryview(flat.reshape(-1).view(np.uint8)) if array.size else memoryview(bytearray())  # type: ignore[arg-type]
+    except Exception as exc:  # a damaged header, whatever the parser tripped on
+        raise ValueError(f"bad .npy header {header[:80]!r}: {exc}") from exc
     offset = 0
     while offset < len(buffer):
         n = fh.readinto(buffer[offset : offset + CHUNK])  # type: ignore[attr-defined]

@@ -86,4 +86,4 @@ class ArtifactStore:
         return value
 
     def load_bytes(self, key: str) -> bytes:
-        return self.load((key, "bytes", 0))  # type: ignore[no-any-return]
+        return self.load((key, "bytes", 0))

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from matinee.core.artifacts.store import ArtifactRef
-from matinee.core.store import Store, open_store
 from matinee.core.storage.metadata import COMPLETED, RUNNING
+from matinee.core.store import Store, open_store
 from matinee.errors import NamespaceError, NotFoundError
 
 _UNSET = object()
@@ -50,7 +50,7 @@ def get_namespace() -> str | None:
     if _namespace is _UNSET:
         settings = _store().settings
         return settings.namespace or f"user:{settings.user}"
-    return _namespace  # type: ignore[no-any-return]
+    return _namespace
 
 
 def _parse(pathspec: str, parts: int, kind: str) -> list[str]:
@@ -354,7 +354,7 @@ class Task:
 
     @property
     def foreach_stack(self) -> list[list[Any]]:
-        return json.loads(self._row["foreach_stack"])  # type: ignore[no-any-return]
+        return json.loads(self._row["foreach_stack"])
 
     @property
     def index(self) -> int | None:

@@ -16,8 +16,13 @@ EXECUTORS = ("inline", "process")
 
 
 class Executor(Protocol):
-    free: int
-    running: int
+    @property
+    def free(self) -> int:
+        """How many more attempts :meth:`submit` takes now."""
+
+    @property
+    def running(self) -> int:
+        """Attempts submitted and not yet handed back by :meth:`wait`."""
 
     def submit(self, spec: TaskSpec) -> None: ...
 

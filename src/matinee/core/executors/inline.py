@@ -28,7 +28,7 @@ class InlineExecutor:
         prefix = f"[{self.ctx.pathspec(spec)}] "
         out, err = LineTee(sys.stdout, prefix), LineTee(sys.stderr, prefix)
         saved = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = out, err  # type: ignore[assignment]
+        sys.stdout, sys.stderr = out, err
         try:
             result = execute_attempt(self.ctx, spec)
         finally:

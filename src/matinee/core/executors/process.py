@@ -195,7 +195,7 @@ class ProcessExecutor:
     def _recorded_error(self, spec: TaskSpec) -> str | None:
         for attempt in self.ctx.store.metadata.task_attempts(spec.task_id):
             if attempt["attempt"] == spec.attempt:
-                return attempt["exception"]  # type: ignore[no-any-return]
+                return attempt["exception"]
         return None
 
     def _enforce_deadlines(self) -> None:

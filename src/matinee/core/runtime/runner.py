@@ -23,8 +23,8 @@ from matinee.config import Settings
 from matinee.core.flows.graph import FlowGraph
 from matinee.core.flows.spec import FlowSpec, IncludeFile
 from matinee.core.runtime.task import AttemptResult, RunContext, TaskSpec, finish_caught
-from matinee.core.store import Store, open_store
 from matinee.core.storage.metadata import COMPLETED, FAILED, RUNNING, foreach_key
+from matinee.core.store import Store, open_store
 from matinee.errors import FlowError, NotFoundError, ParameterError, RunFailed
 
 #: Seconds between heartbeats written while a run waits on its workers.
@@ -42,8 +42,8 @@ def resolve_parameters(flow_cls: type[FlowSpec], given: Mapping[str, Any]) -> tu
     values, recorded = {}, {}
     for attr, param in declared.items():
         values[attr] = param.resolve(dict(given))
-        raw = given.get(param.name, param.default if isinstance(param, IncludeFile) else values[attr])
-        recorded[param.name] = raw
+        # an included file is recorded by its path; its contents are an artifact
+        recorded[param.name] = given.get(param.name, param.default) if isinstance(param, IncludeFile) else values[attr]
     return values, recorded
 
 

@@ -26,8 +26,8 @@ from matinee.core.flows.decorators import timeout_seconds
 from matinee.core.flows.graph import FlowGraph
 from matinee.core.flows.spec import FlowSpec, Inputs, InputView
 from matinee.core.runtime.state import TaskState
-from matinee.core.store import Store
 from matinee.core.storage.metadata import COMPLETED, FAILED
+from matinee.core.store import Store
 from matinee.core.tracking.tracker import MetricBuffer
 from matinee.errors import FlowError
 

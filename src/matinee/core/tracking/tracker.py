@@ -10,6 +10,7 @@ loses at most the last unflushed batch; a clean exit loses nothing.
 from __future__ import annotations
 
 import atexit
+import math
 import numbers
 import time
 import weakref
@@ -75,13 +76,14 @@ class MetricBuffer:
         now = time.time()
         run, task = self.run_id, self.task_id
         try:
-            self._points.extend(
+            checked = [
                 (run, task, _check_name(n), _check_step(s, n), _check_value(v, n), now) for n, v, s in points
-            )
+            ]
         except (TypeError, ValueError):
             raise ParameterError(
                 "log_batch takes (name, value, step) tuples", parameter="points"
             ) from None
+        self._points.extend(checked)  # all or nothing: a bad point rejects the whole batch
         if len(self._points) >= self.max_points or time.monotonic() - self._last_flush >= self.max_seconds:
             self.flush()
 
@@ -104,7 +106,10 @@ def _check_value(value: Any, name: str) -> float:
         raise ParameterError(
             f"metric {name!r} must be a number, not {type(value).__name__} {value!r}", parameter=name
         )
-    return float(value)
+    number = float(value)
+    if math.isnan(number):  # SQLite stores NaN as NULL, which would fail the whole batch at flush
+        raise ParameterError(f"metric {name!r} is NaN; log a number, or skip the point", parameter=name)
+    return number
 
 
 def _check_step(step: Any, name: str) -> int | None:
