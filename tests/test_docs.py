@@ -44,8 +44,11 @@ def test_quickstart_in_readme_matches_example():
     example = (REPO / "examples" / "quickstart.py").read_text()
     block = re.search(r"```python\n# examples/quickstart.py\n(.*?)```", readme, re.S)
     assert block
-    normalise = lambda text: [l for l in text.splitlines() if l.strip() and not l.startswith('"""')]
-    assert normalise(block.group(1)) == normalise(example)
+    assert _code_lines(block.group(1)) == _code_lines(example)
+
+
+def _code_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip() and not line.startswith('"""')]
 
 
 @pytest.mark.parametrize("name", [n for n in matinee.__all__ if not n.startswith("__")])

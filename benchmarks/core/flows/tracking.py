@@ -9,8 +9,9 @@ Usage: ``python tracking.py MODE [POINTS]`` with ``BENCH_LIB`` set to
   chunks of 1000, the most one MLflow request accepts).
 
 The timed region starts inside the run and ends after the run is closed, so
-any buffered writes are flushed inside it. Prints one JSON line with the
-timings.
+any buffered writes are flushed inside it. Afterwards (untimed) the points are
+read back and counted; a shortfall fails the command. Prints one JSON line
+with the timings.
 """
 
 import json
@@ -48,8 +49,15 @@ def by_step(pts):
     return sorted(steps.items())
 
 
+def metric_names(mode):
+    """Names the points of ``mode`` are logged under."""
+    if mode == "per_call":
+        return ["loss"]
+    return [f"m{i}" for i in range(METRICS_PER_STEP)]
+
+
 def log_matinee(mode, pts):
-    """Log ``pts`` with matinee; return (wall, CPU) seconds spent inside the run."""
+    """Log ``pts`` with matinee; return (wall, CPU) seconds and points read back."""
     import matinee
 
     with matinee.start_run("bench") as run:
@@ -62,11 +70,13 @@ def log_matinee(mode, pts):
                 run.log_metrics(metrics, step=step)
         else:
             run.log_batch(pts)
-    return since(start)
+    elapsed = since(start)
+    stored = matinee.Run(run.pathspec)
+    return elapsed, sum(len(stored.metric(name).values) for name in metric_names(mode))
 
 
 def log_mlflow(mode, pts):
-    """Log ``pts`` with MLflow; return (wall, CPU) seconds spent inside the run."""
+    """Log ``pts`` with MLflow; return (wall, CPU) seconds and points read back."""
     import mlflow
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
@@ -86,7 +96,11 @@ def log_mlflow(mode, pts):
             metrics = [Metric(name, value, now, step) for name, value, step in pts]
             for i in range(0, len(metrics), MLFLOW_BATCH_LIMIT):
                 client.log_batch(run.info.run_id, metrics=metrics[i : i + MLFLOW_BATCH_LIMIT])
-    return since(start)
+    elapsed = since(start)
+    client = MlflowClient()
+    return elapsed, sum(
+        len(client.get_metric_history(run.info.run_id, name)) for name in metric_names(mode)
+    )
 
 
 def main():
@@ -95,7 +109,9 @@ def main():
     if mode not in ("per_call", "dict", "batch"):
         sys.exit(f"unknown mode {mode!r}")
     log = log_mlflow if os.environ.get("BENCH_LIB") == "mlflow" else log_matinee
-    wall, cpu = log(mode, points(n))
+    (wall, cpu), stored = log(mode, points(n))
+    if stored != n:
+        sys.exit(f"logged {n} points but {stored} were stored")
     print(json.dumps({"mode": mode, "points": n, "wall": wall, "cpu": cpu}))
 
 
