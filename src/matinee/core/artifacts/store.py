@@ -1,6 +1,6 @@
 """The content-addressed artifact store.
 
-A value is encoded (:mod:`.codecs`), its bytes hashed with SHA-256, and stored
+A value is encoded (:mod:`.codecs`), its bytes hashed (:mod:`.hashing`), and stored
 once under that hash in a blob store: saving a value that is already stored
 writes nothing. Loading re-hashes every byte read and raises
 :class:`~matinee.errors.CorruptArtifactError` when the bytes no longer match
@@ -9,10 +9,10 @@ their key. Runs and tasks hold :class:`ArtifactRef` keys, never paths.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, NamedTuple
 
 from matinee.core.artifacts import codecs
+from matinee.core.artifacts.hashing import ContentHasher
 from matinee.core.storage.blobs import BlobStore
 from matinee.errors import ArtifactError, CorruptArtifactError
 
@@ -48,11 +48,10 @@ class ArtifactStore:
         return self._put("bytes", [data])
 
     def _put(self, codec: str, chunks: codecs.Chunks) -> ArtifactRef:
-        hasher = hashlib.sha256()
-        size = 0
+        size = sum(len(chunk) if isinstance(chunk, bytes) else chunk.nbytes for chunk in chunks)
+        hasher = ContentHasher(size)
         for chunk in chunks:
             hasher.update(chunk)
-            size += len(chunk) if isinstance(chunk, bytes) else chunk.nbytes
         key = hasher.hexdigest()
         if key not in self._known:
             if not self.blobs.exists(key):
@@ -62,8 +61,8 @@ class ArtifactStore:
 
     def load(self, ref: ArtifactRef | tuple[str, str, int]) -> Any:
         """Load and verify the value behind ``ref``."""
-        key, codec, _size = ref
-        hasher = hashlib.sha256()
+        key, codec, size = ref
+        hasher = ContentHasher(size or None)
         with self.blobs.open(key) as fh:
             try:
                 value = codecs.decode(codec, fh, hasher)
@@ -71,10 +70,11 @@ class ArtifactStore:
                 raise CorruptArtifactError(
                     f"blob {key} cannot be decoded as {codec}: {exc}", key=key
                 ) from exc
-        if hasher.hexdigest() != key:
+        digest = hasher.hexdigest()
+        if digest != key:
             self._known.discard(key)
             raise CorruptArtifactError(
-                f"blob {key} is corrupt: its bytes hash to {hasher.hexdigest()}; "
+                f"blob {key} is corrupt: its bytes hash to {digest}; "
                 "the stored copy was changed after it was written",
                 key=key,
             )
