@@ -6,8 +6,8 @@
     a freshly allocated array. A stored blob opens with ``numpy.load`` as it is.
 ``arrow-df`` / ``arrow-table``
     pandas DataFrames and Arrow tables, as an Arrow IPC stream. A DataFrame
-    whose object columns hold more than text, bytes and None is pickled
-    instead, since Arrow would read them back as other types.
+    that Arrow would not read back exactly (object columns, non-string or
+    repeated column labels, an index frequency) is pickled instead.
 ``pickle``
     everything else, with pickle protocol 5.
 
@@ -31,9 +31,12 @@ def encode(value: Any) -> tuple[str, Chunks]:
     """Encode ``value``; returns the codec name and the byte chunks (not copied)."""
     np = sys.modules.get("numpy")
     if np is not None and type(value) in (np.ndarray, np.memmap) and not value.dtype.hasobject:
-        return "npy", _encode_npy(np, value)
+        try:
+            return "npy", _encode_npy(np, value)
+        except UnicodeEncodeError:  # field names beyond latin-1 need .npy 3.0: pickle those
+            pass
     module = type(value).__module__
-    if module.startswith("pandas") and type(value).__name__ == "DataFrame":
+    if module.startswith("pandas") and type(value).__name__ == "DataFrame" and _arrow_exact(value):
         chunks = _encode_arrow(value, from_pandas=True)
         if chunks is not None:
             return "arrow-df", chunks
@@ -61,9 +64,7 @@ def _encode_arrow(value: Any, from_pandas: bool) -> Chunks | None:
     import pyarrow as pa
 
     try:
-        table = pa.Table.from_pandas(value, preserve_index=True) if from_pandas else value
-        if from_pandas and not _objects_survive(pa, table):
-            return None
+        table = pa.Table.from_pandas(value, preserve_index=None) if from_pandas else value
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
@@ -72,21 +73,21 @@ def _encode_arrow(value: Any, from_pandas: bool) -> Chunks | None:
     return [memoryview(sink.getvalue())]
 
 
-def _objects_survive(pa: Any, table: Any) -> bool:
-    """False if an object column would read back changed (lists as arrays, ints as int64, ...)."""
-    for column in (table.schema.pandas_metadata or {}).get("columns", []):
-        if column.get("numpy_type") != "object":
-            continue
-        kind = table.schema.field(column["field_name"]).type
-        if not (
-            pa.types.is_string(kind)
-            or pa.types.is_large_string(kind)
-            or pa.types.is_binary(kind)
-            or pa.types.is_large_binary(kind)
-            or pa.types.is_null(kind)
-        ):
-            return False
-    return True
+def _arrow_exact(frame: Any) -> bool:
+    """Whether a DataFrame reads back from Arrow exactly; if not, it is pickled.
+
+    Arrow is used for frames with unique string column labels and no ``object``
+    columns (lists would come back as arrays, mixed ints as int64, an object
+    column of strings as ``str``) and no index frequency (Arrow drops it).
+    """
+    columns = frame.columns
+    if getattr(columns, "nlevels", 1) != 1 or not columns.is_unique:
+        return False
+    if not all(isinstance(label, str) for label in columns):
+        return False
+    if any(dtype.kind == "O" for dtype in frame.dtypes):
+        return False
+    return getattr(frame.index, "freq", None) is None
 
 
 def decode(codec: str, fh: IO[bytes], hasher: Any) -> Any:

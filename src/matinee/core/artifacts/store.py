@@ -54,7 +54,7 @@ class ArtifactStore:
             hasher.update(chunk)
         key = hasher.hexdigest()
         if key not in self._known:
-            if not self.blobs.exists(key):
+            if not self.blobs.claim(key):
                 self.blobs.put(key, chunks)
             self._known.add(key)
         return ArtifactRef(key, codec, size)

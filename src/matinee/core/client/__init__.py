@@ -48,7 +48,9 @@ def default_namespace() -> str:
 def get_namespace() -> str | None:
     """The current namespace."""
     if _namespace is _UNSET:
-        settings = _store().settings
+        from matinee.config import load_settings
+
+        settings = load_settings()
         return settings.namespace or f"user:{settings.user}"
     return _namespace
 

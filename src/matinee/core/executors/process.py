@@ -89,9 +89,10 @@ class ProcessExecutor:
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            for stream in (sys.stdout, sys.stderr):
-                if hasattr(stream, "reconfigure"):
-                    stream.reconfigure(line_buffering=True)
+            # write to the pipes even when the parent's sys.stdout/stderr are not fds 1 and 2
+            # (a notebook, a test runner capturing output)
+            sys.stdout = open(1, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
+            sys.stderr = open(2, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
             result = execute_attempt(self.ctx, spec)
             code = 0 if result.ok else 1
         except BaseException:

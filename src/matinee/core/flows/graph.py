@@ -257,8 +257,9 @@ def _parse_step(flow: str, name: str, func: Callable[..., Any]) -> StepNode:
         and isinstance(call.func.value, ast.Name)
         and call.func.value.id == "self"
     )
+    for statement in fdef.body[:-1] if is_next else fdef.body:
+        _reject_inner_next(name, statement)
     if not is_next:
-        _reject_inner_next(name, fdef)
         node.type = "end" if name == "end" else "linear"
         return node
     assert isinstance(call, ast.Call)

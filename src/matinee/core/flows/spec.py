@@ -126,7 +126,7 @@ class Parameter:
                 parameter=self.name,
             )
         default = self.default() if callable(self.default) else self.default
-        return self.convert(default) if isinstance(default, str) and self.type is not str else default
+        return self.convert(default) if default is not None else None
 
     def convert(self, raw: Any) -> Any:
         """Convert a command-line string (or a Python value) to the parameter's type."""
@@ -189,6 +189,13 @@ class IncludeFile(Parameter):
                 f"parameter --{self.name}: {raw} is not {self.encoding} text; use IncludeFile(..., is_text=False)",
                 parameter=self.name,
             ) from None
+
+
+def _positional(value: Any) -> bool:
+    """Whether ``value[i]`` is its i-th item, as a foreach branch reads it."""
+    if isinstance(value, (list, tuple, range)):
+        return True
+    return type(value).__name__ == "ndarray" and type(value).__module__ == "numpy"
 
 
 class FlowSpec:
@@ -273,7 +280,7 @@ class FlowSpec:
                 f"but self.{attr} is a {type(value).__name__}",
                 step=step,
             )
-        if not hasattr(value, "__getitem__") or not hasattr(value, "__len__"):
+        if not _positional(value):  # a set, generator, dict (its keys), Series (its values)...
             value = list(value)
             setattr(self, attr, value)
         count = len(value)

@@ -60,8 +60,9 @@ def _parser(flow_cls: type[FlowSpec], prog: str) -> argparse.ArgumentParser:
             "linear flows, process when there are branches or foreach",
         )
         sub.add_argument("--run-id-file", help="write the new run's id to this file")
-        sub.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
-        sub.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        # SUPPRESS: a subcommand's unset flag must not reset one given before the command
+        sub.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     commands.add_parser("show", help="print the flow's steps and transitions")
     return parser
 
@@ -88,8 +89,15 @@ def _dispatch(flow_cls: type[FlowSpec], args: list[str], prog: str) -> int:
     parser = _parser(flow_cls, prog)
     parsed, unknown = parser.parse_known_args(args)
     if unknown:
-        option = next((u for u in unknown if u.startswith("--")), unknown[0])
-        known = ", ".join(f"--{p.name}" for p in flow_cls._parameters().values()) or "none"
+        option = next((u for u in unknown if u.startswith("--")), unknown[0]).split("=", 1)[0]
+        declared = flow_cls._parameters().values()
+        if parsed.command == "resume" and option in {f"--{p.name}" for p in declared} | {f"--{p.attr}" for p in declared}:
+            raise ParameterError(
+                f"resume reuses the origin run's parameters, so {option} cannot be given; "
+                f"start a new run to change them ({prog} run {option} ...)",
+                parameter=option.lstrip("-"),
+            )
+        known = ", ".join(f"--{p.name}" for p in declared) or "none"
         raise ParameterError(
             f"unknown parameter {option}; this flow's parameters: {known} (see {prog} run --help)",
             parameter=option.lstrip("-"),

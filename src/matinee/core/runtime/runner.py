@@ -23,7 +23,7 @@ from matinee.config import Settings
 from matinee.core.flows.graph import FlowGraph
 from matinee.core.flows.spec import FlowSpec, IncludeFile
 from matinee.core.runtime.task import AttemptResult, RunContext, TaskSpec, finish_caught
-from matinee.core.storage.metadata import COMPLETED, FAILED, RUNNING, foreach_key
+from matinee.core.storage.metadata import COMPLETED, FAILED, RUNNING, check_user_tags, foreach_key
 from matinee.core.store import Store, open_store
 from matinee.errors import FlowError, NotFoundError, ParameterError, RunFailed
 
@@ -75,6 +75,7 @@ class Runner:
         if self.executor_name == "auto":
             parallel = self.graph.has_parallelism and self.max_workers > 1
             self.executor_name = "process" if parallel else "inline"
+        check_user_tags(tags)
         self.tags = tuple(tags)
         self.quiet = quiet
         self.echo = echo or (lambda line: print(line, flush=True))
@@ -221,7 +222,7 @@ class _Scheduler:
                 spec.task_id = self.metadata.clone_task(self.ctx.run_id, twin, spec.foreach_stack, spec.input_ids)
                 self.cloned.add(spec.task_id)
                 self.runner._say(f"[{self.ctx.pathspec(spec)}] cloned from task {twin['id']} of run {self.runner.origin_run_id}")
-                self._advance(spec, json.loads(twin["transition"]))
+                self._advance(spec, json.loads(twin["transition"]) if twin["transition"] else None)
                 return
             spec.task_id = self.metadata.create_task(self.ctx.run_id, spec.step, spec.foreach_stack, spec.input_ids)
         self.metadata.start_attempt(spec.task_id, spec.attempt)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from matinee.core.artifacts.store import ArtifactRef, ArtifactStore
+from matinee.errors import ArtifactError
 
 if TYPE_CHECKING:
     from matinee.core.flows.graph import FlowGraph, StepNode
@@ -65,7 +66,10 @@ class TaskState:
                 continue
             if name in refs and self.values.get(name, refs) is value and _immutable(value):
                 continue
-            refs[name] = self.store.save(value)
+            try:
+                refs[name] = self.store.save(value)
+            except ArtifactError as exc:
+                raise ArtifactError(f"step {self.step}, artifact {name}: {exc.message}", step=self.step, artifact=name) from exc
         return refs
 
 

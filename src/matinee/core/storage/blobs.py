@@ -33,6 +33,10 @@ class BlobStore(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def claim(self, key: str) -> bool:
+        """Whether ``key`` is stored; if so, refresh its time so a running gc sees it as new."""
+        ...
+
     def put(self, key: str, chunks: Chunks) -> int: ...
 
     def open(self, key: str) -> IO[bytes]: ...
@@ -65,6 +69,13 @@ class LocalBlobStore:
 
     def exists(self, key: str) -> bool:
         return self.path(key).exists()
+
+    def claim(self, key: str) -> bool:
+        try:
+            os.utime(self.path(key))
+        except FileNotFoundError:
+            return False
+        return True
 
     def put(self, key: str, chunks: Chunks) -> int:
         target = self.path(key)
@@ -130,6 +141,15 @@ class FsspecBlobStore:
 
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self._path(key)))
+
+    def claim(self, key: str) -> bool:
+        if not self.exists(key):
+            return False
+        try:
+            self.fs.touch(self._path(key), truncate=False)
+        except (NotImplementedError, ValueError, OSError):
+            pass  # a store that cannot touch keeps the first write's time
+        return True
 
     def put(self, key: str, chunks: Chunks) -> int:
         data = b"".join(bytes(c) for c in chunks)

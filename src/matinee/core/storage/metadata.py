@@ -17,6 +17,7 @@ from typing import Any
 
 from matinee.core.artifacts.store import ArtifactRef
 from matinee.core.storage.db import Database, Row, connect
+from matinee.errors import ParameterError
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 
@@ -69,7 +70,10 @@ class MetadataStore:
         return run_id
 
     def _add_tags(self, run_id: int, tags: Iterable[str], system: bool) -> None:
-        rows = [dict(run=run_id, tag=t, system=int(system)) for t in dict.fromkeys(tags)]
+        tags = list(dict.fromkeys(tags))
+        if not system:
+            check_user_tags(tags)
+        rows = [dict(run=run_id, tag=t, system=int(system)) for t in tags]
         if rows:
             self.db.executemany(
                 "INSERT INTO run_tags (run_id, tag, system) SELECT :run, :tag, :system"
@@ -331,6 +335,22 @@ class MetadataStore:
             args,
         )
         return {r["key"] for r in rows}
+
+
+#: Prefixes of the tags matinee sets itself; a user's tag may not start with one.
+SYSTEM_TAG_PREFIXES = ("user:", "executor:", "resumed-from:", "kind:")
+
+
+def check_user_tags(tags: Iterable[str]) -> None:
+    """Refuse empty tags and tags that would pass for system tags (``user:bob``)."""
+    for tag in tags:
+        if not isinstance(tag, str) or not tag.strip():
+            raise ParameterError(f"a tag must be a non-empty string, not {tag!r}", parameter="tag")
+        if tag.startswith(SYSTEM_TAG_PREFIXES):
+            raise ParameterError(
+                f"tag {tag!r} looks like a system tag ({', '.join(SYSTEM_TAG_PREFIXES)} are matinee's); rename it",
+                parameter="tag",
+            )
 
 
 def foreach_key(stack: Sequence[Sequence[Any]]) -> str:

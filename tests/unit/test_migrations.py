@@ -1,0 +1,151 @@
+"""The Alembic migrations build exactly the schema in ``matinee.core.storage.schema``."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.engine import Connection, Engine
+
+from matinee.core.storage import db as dbmod
+from matinee.core.storage.db import SCHEMA_REVISION, SCHEMA_VERSION, SqliteDatabase, migrate
+from matinee.core.storage.schema import metadata
+
+MIGRATIONS = Path(dbmod.__file__).parent / "migrations"
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    yield engine
+    engine.dispose()
+
+
+def alembic_config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def differences(connection: Connection) -> list[Any]:
+    """Alembic's autogenerate diff (tables, columns, types, nullability, indexes, keys) plus defaults."""
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return [*compare_metadata(context, metadata), *default_differences(connection)]
+
+
+def default_differences(connection: Connection) -> list[tuple[str, str, Any, Any]]:
+    """Server defaults, compared here: Alembic's SQLite comparison misreads the default ''."""
+    found = []
+    inspector = inspect(connection)
+    for table in metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        reflected = {c["name"]: c.get("default") for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            want = None if column.server_default is None else str(column.server_default.arg)  # type: ignore[attr-defined]
+            have = reflected.get(column.name)
+            if have is not None:
+                have = have.strip("'\"")
+            if column.name in reflected and want != have:
+                found.append((table.name, column.name, want, have))
+    return found
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def test_the_migrations_produce_exactly_the_schema(engine: Engine) -> None:
+    with engine.begin() as connection:
+        migrate(connection)
+    with engine.connect() as connection:
+        assert differences(connection) == []
+        assert current_revision(connection) == SCHEMA_REVISION
+        assert set(inspect(connection).get_table_names()) == set(metadata.tables) | {"alembic_version"}
+
+
+def test_an_empty_database_differs_from_the_schema(engine: Engine) -> None:
+    """The comparison can see a missing schema (so an empty diff above means something)."""
+    with engine.connect() as connection:
+        diffs = differences(connection)
+    assert {d[1].name for d in diffs if d[0] == "add_table"} == set(metadata.tables)
+
+
+def test_a_changed_column_is_seen_as_a_difference(engine: Engine) -> None:
+    with engine.begin() as connection:
+        migrate(connection)
+        connection.exec_driver_sql("ALTER TABLE runs ADD COLUMN extra TEXT")
+    with engine.connect() as connection:
+        assert [d[0] for d in differences(connection)] == ["remove_column"]
+
+
+def test_a_changed_server_default_is_seen_as_a_difference(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TABLE tasks (id INTEGER PRIMARY KEY, foreach_key VARCHAR(1024) DEFAULT '' NOT NULL,"
+            " attempts INTEGER DEFAULT '1' NOT NULL)"
+        )
+    with engine.connect() as connection:
+        assert default_differences(connection) == [("tasks", "attempts", "0", "1")]
+
+
+def test_downgrade_to_base_then_upgrade_again(engine: Engine) -> None:
+    with engine.begin() as connection:
+        migrate(connection)
+        connection.exec_driver_sql(
+            "INSERT INTO runs (flow_name, status, user_name, created_at) VALUES ('F', 'running', 'u', 0)"
+        )
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "base")
+    with engine.connect() as connection:
+        assert current_revision(connection) is None
+        assert set(inspect(connection).get_table_names()) <= {"alembic_version"}
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "head")
+    with engine.connect() as connection:
+        assert differences(connection) == []
+        assert current_revision(connection) == SCHEMA_REVISION
+        assert connection.exec_driver_sql("SELECT COUNT(*) FROM runs").scalar() == 0
+
+
+def test_the_code_expects_the_newest_migration() -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    script = ScriptDirectory.from_config(config)
+    assert script.get_heads() == [SCHEMA_REVISION]
+    assert int(SCHEMA_REVISION) == SCHEMA_VERSION
+
+
+def test_sqlite_records_the_revision_in_user_version(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    SqliteDatabase(path).close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(SCHEMA_REVISION,)]
+    conn.close()
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.connect() as connection:
+        assert differences(connection) == []
+    engine.dispose()
+
+
+def test_an_interrupted_first_open_is_finished_by_the_next(tmp_path: Path) -> None:
+    """A file migrated by Alembic but without ``user_version`` (a crash in between) opens fine."""
+    path = tmp_path / "m.db"
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        migrate(connection)
+    engine.dispose()
+    db = SqliteDatabase(path)
+    assert db.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION
+    db.close()
