@@ -1,7 +1,6 @@
 """The benchmark cases. Each one takes a :class:`Bench` and returns rows."""
 
 import shutil
-import statistics
 import tempfile
 from pathlib import Path
 
@@ -93,6 +92,7 @@ def time_rows(case, what, series, anchor, target):
 # --- (a) linear flows and per-task overhead ---------------------------------
 
 LINEAR_SIZES = (10, 50, 2)
+BIG, SMALL = 50, 2  # per-task overhead = (time(BIG) - time(SMALL)) / (BIG - SMALL)
 
 
 def case_linear(bench):
@@ -109,15 +109,22 @@ def case_linear(bench):
     for attr, label in (("wall", "wall"), ("cpu", "CPU")):
         per_task = {
             lib: derive(
-                lambda big, small: (big - small) / 48,
-                stat(series[50][lib], attr),
-                stat(series[2][lib], attr),
+                lambda big, small: (big - small) / (BIG - SMALL),
+                stat(series[BIG][lib], attr),
+                stat(series[SMALL][lib], attr),
             )
             for lib in ("matinee", "metaflow")
         }
         rows.append(
-            Row("a", f"per-task overhead, {label}", "s", per_task["matinee"],
-                "metaflow", per_task["metaflow"], target=at_least_x(50))
+            Row(
+                "a",
+                f"per-task overhead, {label}",
+                "s",
+                per_task["matinee"],
+                "metaflow",
+                per_task["metaflow"],
+                target=at_least_x(50),
+            )
         )
     return rows
 
@@ -177,21 +184,47 @@ def case_artifact(bench):
     rows = []
     for anchor, target in (("metaflow", at_least_x(10)), ("raw", within_x(1.5))):
         rows += time_rows("c", f"200 MB artifact vs {anchor}", series, anchor, target)
-    for anchor in ("metaflow", "raw"):
-        rows.append(compared("c", "peak RSS, largest process", series, "max_rss", anchor,
-                             unit="bytes", target=below(1.5 * ARRAY_BYTES, "bytes")))
-    rows.append(Row("c", "peak RSS, process tree (polled)", "bytes",
-                    store_value(stores["matinee"], "tree_rss"), "metaflow",
-                    store_value(stores["metaflow"], "tree_rss")))
+    rows.append(
+        compared(
+            "c",
+            "peak RSS, largest process",
+            series,
+            "max_rss",
+            "metaflow",
+            unit="bytes",
+            target=below(1.5 * ARRAY_BYTES, "bytes"),
+        )
+    )
+    rows.append(compared("c", "peak RSS, largest process", series, "max_rss", "raw", unit="bytes"))
+    rows.append(
+        Row(
+            "c",
+            "peak RSS, process tree (polled)",
+            "bytes",
+            store_value(stores["matinee"], "tree_rss"),
+            "metaflow",
+            store_value(stores["metaflow"], "tree_rss"),
+        )
+    )
     size = {lib: store_value(stores[lib], "store_after_2") for lib in ("matinee", "metaflow")}
     growth = {
         lib: derive(lambda a, b: b - a, store_value(stores[lib], "store_after_1"), size[lib])
         for lib in ("matinee", "metaflow")
     }
-    rows.append(Row("c", "store size after 2 runs", "bytes", size["matinee"],
-                    "metaflow", size["metaflow"]))
-    rows.append(Row("c", "store growth, 2nd identical run", "bytes", growth["matinee"],
-                    "metaflow", growth["metaflow"], target=below(MB, "bytes")))
+    rows.append(
+        Row("c", "store size after 2 runs", "bytes", size["matinee"], "metaflow", size["metaflow"])
+    )
+    rows.append(
+        Row(
+            "c",
+            "store growth, 2nd identical run",
+            "bytes",
+            growth["matinee"],
+            "metaflow",
+            growth["metaflow"],
+            target=below(MB, "bytes"),
+        )
+    )
     return rows
 
 
@@ -226,31 +259,66 @@ def reported(field, per):
     return lambda sample: per(sample.json_line()[field], sample.json_line()["points"])
 
 
+def ms_per_call(seconds, points):
+    return seconds / points * 1000
+
+
+def points_per_s(seconds, points):
+    return points / seconds
+
+
 def case_tracking(bench):
     """10,000 metric points, one call each and batched."""
     sides = bench.sides("matinee", "mlflow")
     for side in sides:
         side.add_file("tracking.py")
     rows = []
-    ms_per_call = lambda seconds, n: seconds / n * 1000
-    points_per_s = lambda seconds, n: n / seconds
-    for mode, what in (("per_call", "log_metric"), ("dict", "log_metrics(dict)"),
-                       ("batch", "log_batch")):
+    for mode, what in (
+        ("per_call", "log_metric"),
+        ("dict", "log_metrics(dict)"),
+        ("batch", "log_batch"),
+    ):
         series = bench.compare(
-            f"tracking-{mode}", sides, tracking(mode, TRACKING_POINTS),
+            f"tracking-{mode}",
+            sides,
+            tracking(mode, TRACKING_POINTS),
             warmup=tracking(mode, 100),
         )
         if mode == "per_call":
-            rows.append(compared("e", f"{what}, per call (wall)", series,
-                                 reported("wall", ms_per_call), "mlflow", unit="ms",
-                                 target=at_least_x(10)))
-            rows.append(compared("e", f"{what}, per call (CPU)", series,
-                                 reported("cpu", ms_per_call), "mlflow", unit="ms"))
+            rows.append(
+                compared(
+                    "e",
+                    f"{what}, per call (wall)",
+                    series,
+                    reported("wall", ms_per_call),
+                    "mlflow",
+                    unit="ms",
+                    target=at_least_x(10),
+                )
+            )
+            rows.append(
+                compared(
+                    "e",
+                    f"{what}, per call (CPU)",
+                    series,
+                    reported("cpu", ms_per_call),
+                    "mlflow",
+                    unit="ms",
+                )
+            )
         else:
-            rows.append(compared("e", f"{what}, throughput", series,
-                                 reported("wall", points_per_s), "mlflow",
-                                 unit="points/s", higher_is_better=True,
-                                 target=above(100_000, "points/s")))
+            rows.append(
+                compared(
+                    "e",
+                    f"{what}, throughput",
+                    series,
+                    reported("wall", points_per_s),
+                    "mlflow",
+                    unit="points/s",
+                    higher_is_better=True,
+                    target=above(100_000, "points/s"),
+                )
+            )
     return rows
 
 
@@ -268,7 +336,9 @@ def case_import(bench):
     """``import X`` time over a bare interpreter."""
     sides = bench.sides(*IMPORTS)
     series = bench.compare(
-        "import", sides, lambda side: side.python("-c", IMPORTS[side.lib]),
+        "import",
+        sides,
+        lambda side: side.python("-c", IMPORTS[side.lib]),
         repeat=bench.import_repeat,
     )
     bare = stat(series["bare"], "wall")
@@ -277,10 +347,18 @@ def case_import(bench):
         for lib in ("matinee", "metaflow", "mlflow")
     }
     return [
-        Row("import", "import time over bare python", "s", over["matinee"],
-            "metaflow", over["metaflow"], target=below(0.1, "s")),
-        Row("import", "import time over bare python", "s", over["matinee"],
-            "mlflow", over["mlflow"]),
+        Row(
+            "import",
+            "import time over bare python",
+            "s",
+            over["matinee"],
+            "metaflow",
+            over["metaflow"],
+            target=below(0.1, "s"),
+        ),
+        Row(
+            "import", "import time over bare python", "s", over["matinee"], "mlflow", over["mlflow"]
+        ),
         Row("import", "bare python startup", "s", bare),
     ]
 
@@ -300,16 +378,8 @@ def describe_series(series_by_label):
     """All samples as plain data, for the JSON output."""
     return {
         label: {
-            lib: {
-                "error": s.error,
-                "samples": [
-                    {"wall": x.wall, "cpu": x.cpu, "max_rss": x.max_rss} for x in s.samples
-                ],
-                "median_wall": statistics.median(x.wall for x in s.samples)
-                if s.samples else None,
-            }
+            lib: {"error": s.error, "samples": [x.as_dict() for x in s.samples]}
             for lib, s in by_lib.items()
         }
         for label, by_lib in series_by_label.items()
     }
-

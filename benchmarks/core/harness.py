@@ -48,6 +48,15 @@ class Sample:
         """The last stdout line parsed as JSON (the tracking script prints one)."""
         return json.loads(self.stdout.strip().splitlines()[-1])
 
+    def as_dict(self):
+        """Plain data for the JSON output, with what the command reported if any."""
+        data = {"wall": self.wall, "cpu": self.cpu, "max_rss": self.max_rss}
+        try:
+            data["reported"] = self.json_line()
+        except (ValueError, IndexError):
+            pass
+        return data
+
 
 def poll_tree_rss(pid, stop, interval=0.01):
     """Poll the summed RSS of ``pid`` and its descendants until ``stop`` is set.
@@ -177,9 +186,7 @@ class Side:
 
     def python(self, *args, env=None, **kwargs):
         """Measure ``python ARGS`` in the working directory (see :func:`measure`)."""
-        return measure(
-            [sys.executable, *args], {**self.env, **(env or {})}, self.workdir, **kwargs
-        )
+        return measure([sys.executable, *args], {**self.env, **(env or {})}, self.workdir, **kwargs)
 
 
 @dataclass

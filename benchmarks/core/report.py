@@ -6,8 +6,8 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 LIBRARIES = ("matinee", "metaflow", "mlflow", "numpy")
 
@@ -151,7 +151,9 @@ def text_table(rows):
     """A plain aligned table, followed by the full error messages."""
     lines = [HEADERS, *(row_cells(r) for r in rows)]
     widths = [max(len(line[i]) for line in lines) for i in range(len(HEADERS))]
-    out = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
+    out = [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    ]
     out.insert(1, "  ".join("-" * w for w in widths))
     if errors(rows):
         out += ["", "errors:", *(f"  {e}" for e in errors(rows))]
@@ -160,9 +162,9 @@ def text_table(rows):
 
 def markdown_table(rows):
     """The same table in markdown."""
-    esc = lambda text: text.replace("|", "\\|")
     out = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    out += ["| " + " | ".join(esc(c) for c in row_cells(r)) + " |" for r in rows]
+    for row in rows:
+        out.append("| " + " | ".join(c.replace("|", "\\|") for c in row_cells(row)) + " |")
     return "\n".join(out)
 
 
@@ -227,7 +229,8 @@ def markdown_section(rows, env, settings):
         f"- Medians of {settings['repeat']} runs per side (import times: "
         f"{settings['import_repeat']}), libraries alternating, after one untimed "
         "warm-up run each. CPU = user + sys of the whole process tree. "
-        "advantage = how many times better matinee is than the anchor.",
+        "advantage = how many times better matinee is than the anchor. "
+        "What each case measures: benchmarks/README.md.",
         "",
         markdown_table(rows),
     ]

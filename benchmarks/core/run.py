@@ -25,13 +25,23 @@ from report import Row, command_line, environment, markdown_section, text_table
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per side (default 5)")
-    parser.add_argument("--import-repeat", type=int, help="runs for import times (default 2x repeat)")
+    parser.add_argument(
+        "--import-repeat", type=int, help="runs for import times (default 2x repeat)"
+    )
     parser.add_argument("--quick", action="store_true", help="2 timed runs per side")
-    parser.add_argument("--only", help="comma-separated cases: " + ", ".join(
-        f"{name} ({letter})" for name, (letter, _) in CASES.items()))
+    parser.add_argument(
+        "--only",
+        help="comma-separated cases: "
+        + ", ".join(f"{name} ({letter})" for name, (letter, _) in CASES.items()),
+    )
     parser.add_argument("--json", metavar="PATH", help="write results as JSON ('-': stdout)")
-    parser.add_argument("--markdown", metavar="PATH", nargs="?", const="-",
-                        help="write the RESULTS.md section (default: stdout)")
+    parser.add_argument(
+        "--markdown",
+        metavar="PATH",
+        nargs="?",
+        const="-",
+        help="write the RESULTS.md section (default: stdout)",
+    )
     parser.add_argument("--tmp-dir", help="where the working directories go")
     parser.add_argument("--keep-temp", action="store_true", help="keep the working directories")
     args = parser.parse_args(argv)

@@ -21,22 +21,22 @@ else:
 class {class_name}(FlowSpec):
 '''
 
-STEP = '''\
+STEP = """\
     @step
     def {name}(self):
 {body}
-'''
+"""
 
-FOOTER = '''
+FOOTER = """
 
 if __name__ == "__main__":
     {class_name}()
-'''
+"""
 
-FAILURE = '''\
+FAILURE = """\
         if os.environ.get("BENCH_FAIL"):
             raise RuntimeError("injected failure at step {position}")
-'''
+"""
 
 
 def step_names(n_steps):
@@ -70,7 +70,7 @@ def linear_flow_source(n_steps, fail_at=None, class_name=None):
     names = step_names(n_steps)
     steps = [
         STEP.format(name=name, body=step_body(pos, nxt, fail_at))
-        for pos, (name, nxt) in enumerate(zip(names, names[1:] + [None]), start=1)
+        for pos, (name, nxt) in enumerate(zip(names, [*names[1:], None], strict=True), start=1)
     ]
     return (
         HEADER.format(n_steps=n_steps, class_name=class_name)

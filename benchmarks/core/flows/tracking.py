@@ -36,9 +36,7 @@ def since(start):
 
 def points(n):
     """The ``n`` points as ``(name, value, step)`` tuples, 10 metrics per step."""
-    return [
-        (f"m{i % METRICS_PER_STEP}", i * 0.001, i // METRICS_PER_STEP) for i in range(n)
-    ]
+    return [(f"m{i % METRICS_PER_STEP}", i * 0.001, i // METRICS_PER_STEP) for i in range(n)]
 
 
 def by_step(pts):

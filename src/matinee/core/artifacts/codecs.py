@@ -85,7 +85,7 @@ def _arrow_exact(frame: Any) -> bool:
         return False
     if not all(isinstance(label, str) for label in columns):
         return False
-    if any(dtype.kind == "O" for dtype in frame.dtypes):
+    if any(str(dtype) == "object" for dtype in frame.dtypes):
         return False
     return getattr(frame.index, "freq", None) is None
 
