@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -60,3 +62,22 @@ def run_flow(tmp_path: Path) -> FlowRunner:
         )
 
     return run
+
+
+@pytest.fixture
+def load_flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., type]:
+    """Write flow source to a real module file (the graph is read from source), import it,
+    and return its class ``cls`` (default ``F``)."""
+
+    def load(source: str, cls: str = "F") -> type:
+        name = f"flows_{uuid.uuid4().hex[:10]}"
+        path = tmp_path / f"{name}.py"
+        path.write_text(textwrap.dedent(source))
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, name, module)
+        spec.loader.exec_module(module)
+        return getattr(module, cls)  # type: ignore[no-any-return]
+
+    return load

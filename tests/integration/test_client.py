@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
-import textwrap
-import uuid
 from pathlib import Path
 
 import pytest
@@ -54,19 +51,9 @@ class F(FlowSpec):
 
 
 @pytest.fixture
-def load_flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    def load(source: str = FLOW) -> type:
-        name = f"client_{uuid.uuid4().hex[:10]}"
-        path = tmp_path / f"{name}.py"
-        path.write_text(textwrap.dedent(source))
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        monkeypatch.setitem(sys.modules, name, module)
-        spec.loader.exec_module(module)
-        return module.F
-
-    return load
+def load_flow(load_flow):
+    """The shared loader, with this module's flow as the default source."""
+    return lambda source=FLOW: load_flow(source)
 
 
 @pytest.fixture

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import textwrap
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -16,24 +13,6 @@ from matinee.core.runtime.runner import Runner
 from matinee.errors import RunFailed
 
 EXECUTORS = ["inline", "process"]
-
-
-@pytest.fixture
-def load_flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Write flow source to a real module file, import it, and return its class ``F``."""
-
-    def load(source: str) -> type:
-        name = f"failures_{uuid.uuid4().hex[:10]}"
-        path = tmp_path / f"{name}.py"
-        path.write_text(textwrap.dedent(source))
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        monkeypatch.setitem(sys.modules, name, module)
-        spec.loader.exec_module(module)
-        return module.F
-
-    return load
 
 
 def flow_source(body: str, imports: str = "") -> str:

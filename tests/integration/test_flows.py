@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-import textwrap
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -19,24 +16,6 @@ from matinee.core.store import open_store
 from matinee.errors import FlowError, RunFailed
 
 EXECUTORS = ["inline", "process"]
-
-
-@pytest.fixture
-def load_flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Write flow source to a real module file, import it, and return its class ``F``."""
-
-    def load(source: str, cls: str = "F") -> type:
-        name = f"flows_{uuid.uuid4().hex[:10]}"
-        path = tmp_path / f"{name}.py"
-        path.write_text(textwrap.dedent(source))
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        monkeypatch.setitem(sys.modules, name, module)
-        spec.loader.exec_module(module)
-        return getattr(module, cls)
-
-    return load
 
 
 def run(cls: type, executor: str, **params: object) -> Run:

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import textwrap
-import uuid
-from pathlib import Path
-
 import pytest
 
 from matinee import Flow, Parameter
@@ -188,22 +182,6 @@ def test_bad_environment_value_names_the_parameter(write_flow, run_flow) -> None
     assert proc.returncode == 2
     assert proc.stderr == "error: parameter --count expects a whole number, not 'many'\n"
     assert open_store().metadata.list_runs() == []
-
-
-@pytest.fixture
-def load_flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    def load(source: str) -> type:
-        name = f"params_{uuid.uuid4().hex[:10]}"
-        path = tmp_path / f"{name}.py"
-        path.write_text(textwrap.dedent(source))
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        monkeypatch.setitem(sys.modules, name, module)
-        spec.loader.exec_module(module)
-        return module.F
-
-    return load
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import textwrap
-import uuid
 from pathlib import Path
 
 import pytest
@@ -184,21 +180,9 @@ def test_origin_run_id_picks_the_run_to_resume(write_flow, run_flow, counter: Pa
 
 
 @pytest.fixture
-def load_six(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Import a flow module (the six-step flow unless other source is given) and return its class ``F``."""
-
-    def load(source: str = SIX_STEPS) -> type:
-        name = f"resume_{uuid.uuid4().hex[:10]}"
-        path = tmp_path / f"{name}.py"
-        path.write_text(textwrap.dedent(source))
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        monkeypatch.setitem(sys.modules, name, module)
-        spec.loader.exec_module(module)
-        return module.F
-
-    return load
+def load_six(load_flow):
+    """Import a flow module (SIX_STEPS unless other source is given) and return its class ``F``."""
+    return lambda source=SIX_STEPS: load_flow(source)
 
 
 FOREACH = """

@@ -15,7 +15,7 @@ Examples
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from matinee.core.artifacts.store import ArtifactRef
@@ -94,6 +94,14 @@ class MetricSeries:
 
     def __repr__(self) -> str:
         return f"MetricSeries({self.name!r}, {len(self)} points, last={self.last})"
+
+
+def _series(rows: Iterable[dict[str, Any]]) -> dict[str, MetricSeries]:
+    """Metric rows grouped into one series per name."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row["name"], []).append(row)
+    return {name: MetricSeries(name, points) for name, points in grouped.items()}
 
 
 class Flow:
@@ -232,10 +240,7 @@ class Run:
     @property
     def metrics(self) -> dict[str, MetricSeries]:
         """Every metric series of the run, by name."""
-        grouped: dict[str, list[dict[str, Any]]] = {}
-        for row in _store().metadata.metrics(self.id):
-            grouped.setdefault(row["name"], []).append(row)
-        return {name: MetricSeries(name, rows) for name, rows in grouped.items()}
+        return _series(_store().metadata.metrics(self.id))
 
     def add_tag(self, *tags: str) -> None:
         _store().metadata.add_tags(self.id, tags)
@@ -420,11 +425,7 @@ class Task:
 
     @property
     def metrics(self) -> dict[str, MetricSeries]:
-        grouped: dict[str, list[dict[str, Any]]] = {}
-        for row in _store().metadata.metrics(self.run.id):
-            if row["task_id"] == self.id:
-                grouped.setdefault(row["name"], []).append(row)
-        return {name: MetricSeries(name, rows) for name, rows in grouped.items()}
+        return _series(r for r in _store().metadata.metrics(self.run.id) if r["task_id"] == self.id)
 
     def __repr__(self) -> str:
         return f"Task({self.pathspec!r})"
