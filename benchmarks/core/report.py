@@ -97,9 +97,11 @@ def fmt(value, unit):
     if isinstance(value, str):
         return value
     if unit == "s":
-        return f"{value * 1000:.1f} ms" if abs(value) < 1 else f"{value:.2f} s"
+        return fmt(value * 1000, "ms") if abs(value) < 1 else f"{value:.2f} s"
     if unit == "ms":
-        return f"{value:.4f} ms" if abs(value) < 0.1 else f"{value:.3f} ms"
+        if abs(value) < 0.1:
+            return f"{value * 1000:.1f} us"
+        return f"{value:.2f} ms" if abs(value) < 10 else f"{value:.1f} ms"
     if unit == "bytes":
         if abs(value) < 1024 * 1024:
             return f"{value / 1024:.1f} KiB"
@@ -219,12 +221,14 @@ def environment():
 def markdown_section(rows, env, settings):
     """The RESULTS.md section for one run of the suite."""
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+    openblas = env["openblas_coretype"]
     lines = [
         f"## {env['date']}",
         "",
         f"- Machine: {env['nproc']} CPUs (`nproc`), {env['memory']} memory, "
         f"{env['cpu']}, {env['platform']}",
-        f"- Python {env['python']}; {versions}",
+        f"- Python {env['python']}; {versions}"
+        + (f"; inherited OPENBLAS_CORETYPE={openblas}" if openblas else ""),
         f"- Command: `{settings['command']}`",
         f"- Medians of {settings['repeat']} runs per side (import times: "
         f"{settings['import_repeat']}), libraries alternating, after one untimed "
