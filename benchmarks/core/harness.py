@@ -92,18 +92,33 @@ def poll_tree_rss(pid, stop, interval=0.01):
     return peak
 
 
+def prime_memory(nbytes):
+    """Touch ``nbytes`` of fresh memory in a throwaway process, untimed.
+
+    On a virtual machine that hands idle memory back to its host, the first
+    touch of a page costs far more than on bare metal, and how much depends on
+    what ran just before. Priming right before a memory-heavy measurement puts
+    every side in the same state: memory recently used, as on a busy machine.
+    """
+    subprocess.run([sys.executable, "-c", f"b'x' * {int(nbytes)}"], check=True)
+
+
 def last_error_line(text):
     """The most useful single line of a failed command's stderr."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1][:300] if lines else "(no output on stderr)"
 
 
-def measure(cmd, env, cwd, expect_failure=False, poll_memory=False):
+def measure(cmd, env, cwd, expect_failure=False, poll_memory=False, prime=0):
     """Run ``cmd`` in ``cwd`` with ``env`` and return its :class:`Sample`.
 
+    ``poll_memory`` also samples the summed RSS of the process tree; ``prime``
+    first touches that many bytes of memory (see :func:`prime_memory`).
     Raises :class:`RunError` when the command fails (or, with
     ``expect_failure``, when it unexpectedly succeeds).
     """
+    if prime:
+        prime_memory(prime)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err)

@@ -42,9 +42,10 @@ class NotFittedError(MatineeError):
 class Recommendations:
     """Top-k lists for a batch of users (or, from ``similar_items``, of items).
 
-    ``items`` and ``scores`` are ``(n, k)``; rows with fewer than ``k``
-    candidates are padded with ``None`` items and ``-inf`` scores. ``fallback``
-    marks users the model did not know, who got the most popular items instead.
+    ``items`` and ``scores`` are ``(n, min(k, n_items))``; rows with fewer
+    candidates than that are padded with ``None`` items and ``-inf`` scores.
+    ``fallback`` marks users the model did not know (unseen, or without any
+    training interaction), who got the most popular items instead.
     """
 
     keys: np.ndarray
@@ -76,6 +77,12 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return np.empty((n, 0), np.int64), np.empty((n, 0), scores.dtype)
     if k < m:
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        # argpartition picks arbitrary members of a tie at the k-th place; keep the lowest indices instead
+        chosen = np.take_along_axis(scores, part, axis=1)
+        kth = chosen.min(axis=1, keepdims=True)
+        for row in np.flatnonzero((scores == kth).sum(axis=1) > (chosen == kth).sum(axis=1)):
+            better = np.flatnonzero(scores[row] > kth[row])
+            part[row] = np.concatenate([better, np.flatnonzero(scores[row] == kth[row])[:k - len(better)]])
     else:
         part = np.broadcast_to(np.arange(m), (n, m)).copy()
     values = np.take_along_axis(scores, part, axis=1)
@@ -171,7 +178,8 @@ class RecommenderBase:
         candidates
             Rank only these external item ids (unknown ids are ignored).
         unknown
-            ``"popular"``: users unseen in training get the most popular items,
+            ``"popular"``: users unseen in training (not in the id map, or in
+            it without any training interaction) get the most popular items,
             flagged in ``fallback``; ``"error"``: raise :class:`NotFoundError`.
         """
         self._check_fitted()
@@ -180,9 +188,11 @@ class RecommenderBase:
             raise ParameterError(f"unknown= must be 'popular' or 'error', not {unknown!r}", parameter="unknown")
         keys = np.asarray(users)
         index = np.fromiter((self._user_index_.get(u, -1) for u in keys.tolist()), np.int64, len(keys))
-        fallback = index < 0
+        fallback = ~self._has_history(index)
         if fallback.any() and unknown == "error":
-            raise NotFoundError(f"unknown user id {keys[fallback][0]!r}", parameter="users")
+            first = int(np.flatnonzero(fallback)[0])
+            why = "unknown user id" if index[first] < 0 else "no training interactions for user id"
+            raise NotFoundError(f"{why} {keys[first]!r}", parameter="users")
         allowed = None
         if candidates is not None:
             cand = np.fromiter((self._item_index_.get(i, -1) for i in np.asarray(candidates).tolist()), np.int64)
@@ -197,11 +207,13 @@ class RecommenderBase:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The internal fast path: users as indices (``-1`` = unknown); returns item indices and scores.
 
-        Padding (fewer than ``k`` candidates) is index ``-1`` with score ``-inf``.
+        Users without training interactions are scored by popularity, like
+        unknown ones. Padding (fewer than ``k`` candidates) is index ``-1``
+        with score ``-inf``.
         """
         self._check_fitted()
         users = np.asarray(users, dtype=np.int64)
-        known = users >= 0
+        known = self._has_history(users)
         scores = np.empty((len(users), len(self.item_ids_)), np.float32)
         if known.any():
             scores[known] = self._score(users[known])
@@ -218,6 +230,12 @@ class RecommenderBase:
         idx, values = top_k(scores, k)
         idx = np.where(np.isfinite(values), idx, -1)
         return idx, values
+
+    def _has_history(self, users: np.ndarray) -> np.ndarray:
+        """Which of ``users`` (indices, ``-1`` = unknown) have at least one training interaction."""
+        indptr = self.seen_.indptr
+        safe = np.where(users >= 0, users, 0)
+        return (users >= 0) & (indptr[safe + 1] > indptr[safe])
 
     def similar_items(self, items: Sequence[Hashable] | np.ndarray, k: int = 10) -> Recommendations:
         """The ``k`` items most similar to each of ``items`` (external ids), the item itself left out."""
