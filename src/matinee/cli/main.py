@@ -231,15 +231,20 @@ def config(as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--users", default=400, show_default=True, help="Simulated members.")
-@click.option("--items", default=300, show_default=True, help="Simulated titles.")
+@click.option("--movielens", type=click.Path(exists=True, file_okay=False), help="Train on a MovieLens folder instead.")
+@click.option("--sim-size", default="small", show_default=True,
+              type=click.Choice(["tiny", "small", "medium", "large"]), help="Size of the simulated service.")
 @click.option("--seed", default=7, show_default=True, help="Random seed of the simulation.")
 @json_option
-def demo(users: int, items: int, seed: int, as_json: bool) -> None:
-    """Run the built-in example flow end to end and show what it made."""
+def demo(movielens: str | None, sim_size: str, seed: int, as_json: bool) -> None:
+    """Train and compare six recommenders in a real flow, and show the ranking.
+
+    By default on the built-in simulated streaming service; with --movielens DIR
+    on a MovieLens (ml-latest family) folder.
+    """
     from matinee.cli.demo import run_demo
 
-    run_demo(users=users, items=items, seed=seed, as_json=as_json)
+    run_demo(movielens=movielens, sim_size=sim_size, seed=seed, as_json=as_json)
 
 
 def main() -> None:

@@ -122,20 +122,31 @@ class RecommenderBase:
 
     # -- fitting ---------------------------------------------------------------------
     def fit(self, interactions: Interactions) -> RecommenderBase:
-        """Learn from ``interactions``; returns ``self``."""
+        """Learn from ``interactions``; returns ``self``.
+
+        A fit that raises (a bad hyperparameter, say) leaves the model as it
+        was before, fitted or not.
+        """
         if not isinstance(interactions, Interactions):
             raise ParameterError(f"fit takes Interactions, not {type(interactions).__name__}",
                                  parameter="interactions")
         if len(interactions) == 0:
             raise ParameterError("cannot fit on zero interactions", parameter="interactions")
+        before = {name: value for name, value in vars(self).items() if name.endswith("_")}
         matrix = interactions.matrix
-        self.user_ids_ = interactions.user_ids
-        self.item_ids_ = interactions.item_ids
-        self._user_index_ = interactions._user_index
-        self._item_index_ = interactions._item_index
-        self.seen_ = matrix
-        self.popularity_ = np.asarray((matrix > 0).sum(axis=0), dtype=np.float32).ravel()
-        self._fit(matrix)
+        try:
+            self.user_ids_ = interactions.user_ids
+            self.item_ids_ = interactions.item_ids
+            self._user_index_ = interactions._user_index
+            self._item_index_ = interactions._item_index
+            self.seen_ = matrix
+            self.popularity_ = np.asarray((matrix > 0).sum(axis=0), dtype=np.float32).ravel()
+            self._fit(matrix)
+        except BaseException:
+            for name in [name for name in vars(self) if name.endswith("_")]:
+                delattr(self, name)
+            vars(self).update(before)
+            raise
         return self
 
     def _fit(self, matrix: sp.csr_matrix) -> None:

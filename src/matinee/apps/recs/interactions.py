@@ -239,7 +239,7 @@ class Interactions:
 
 def _read(path: str | Path, reader: Any) -> pd.DataFrame:
     try:
-        return reader(path)  # type: ignore[no-any-return]
+        return reader(path)
     except FileNotFoundError:
         raise ParameterError(f"no file at {path}", parameter="path") from None
 
