@@ -20,14 +20,14 @@ class Target:
     check: Callable[["Row"], bool | None]  # None: cannot be checked
 
 
-def at_least_x(factor):
-    """matinee at least ``factor`` times better than the anchor."""
-    return Target(f">= {factor}x", lambda row: relative(row, lambda adv: adv >= factor))
-
-
 def relative(row, test):
     """Apply ``test`` to the row's advantage; None when there is none."""
     return None if row.advantage is None else test(row.advantage)
+
+
+def at_least_x(factor):
+    """matinee at least ``factor`` times better than the anchor."""
+    return Target(f">= {factor}x", lambda row: relative(row, lambda adv: adv >= factor))
 
 
 def within_x(factor):
@@ -64,8 +64,8 @@ class Row:
     @property
     def advantage(self):
         """How many times better matinee is than the anchor (> 1: matinee wins)."""
-        if not self._numbers() or 0 in (self.matinee, self.anchor):
-            return None
+        if not self._numbers() or self.matinee <= 0 or self.anchor <= 0:
+            return None  # no meaningful ratio (e.g. an overhead lost in noise)
         ratio = self.anchor / self.matinee
         return 1 / ratio if self.higher_is_better else ratio
 
@@ -200,6 +200,14 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
+def load_average():
+    """The 1-, 5- and 15-minute load averages, as text: the machine is shared."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def environment():
     """Date, machine and versions, recorded with every result."""
     try:
@@ -215,6 +223,7 @@ def environment():
         "python": platform.python_version(),
         "versions": {name: version(name) for name in LIBRARIES},
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+        "load_at_start": load_average(),
     }
 
 
@@ -229,6 +238,8 @@ def markdown_section(rows, env, settings):
         f"{env['cpu']}, {env['platform']}",
         f"- Python {env['python']}; {versions}"
         + (f"; inherited OPENBLAS_CORETYPE={openblas}" if openblas else ""),
+        f"- Load average (1, 5, 15 min) at start: {env['load_at_start']}; "
+        f"at end: {env.get('load_at_end', 'unknown')}",
         f"- Command: `{settings['command']}`",
         f"- Medians of {settings['repeat']} runs per side (import times: "
         f"{settings['import_repeat']}), libraries alternating, after one untimed "

@@ -19,7 +19,14 @@ import traceback
 
 from cases import CASES, Bench, describe_series
 from harness import progress
-from report import Row, command_line, environment, markdown_section, text_table
+from report import (
+    Row,
+    command_line,
+    environment,
+    load_average,
+    markdown_section,
+    text_table,
+)
 
 
 def parse_args(argv=None):
@@ -99,6 +106,7 @@ def main(argv=None):
     env = environment()
     progress(f"python {env['python']}, versions: {env['versions']}")
     rows = run_cases(bench, selected_cases(args.only))
+    env["load_at_end"] = load_average()
     settings = {
         "command": command_line(),
         "repeat": args.repeat,

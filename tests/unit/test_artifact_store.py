@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from matinee.core.artifacts import hashing
+from matinee.core.artifacts.hashing import content_key
 from matinee.core.artifacts.store import ArtifactRef, ArtifactStore
 from matinee.core.storage.blobs import LocalBlobStore
 from matinee.errors import ArtifactError, CorruptArtifactError, NotFoundError
@@ -39,10 +38,10 @@ VALUES = {
 
 
 @pytest.mark.parametrize("name", VALUES)
-def test_key_is_the_sha256_of_the_stored_bytes(store: ArtifactStore, blobs: LocalBlobStore, name: str) -> None:
+def test_key_is_the_blake3_of_the_stored_bytes(store: ArtifactStore, blobs: LocalBlobStore, name: str) -> None:
     ref = store.save(VALUES[name]())
     data = blobs.path(ref.key).read_bytes()
-    assert ref.key == hashlib.sha256(data).hexdigest()
+    assert ref.key == content_key(data)
     assert ref.size == len(data)
 
 
@@ -85,7 +84,7 @@ def test_an_array_and_its_fortran_copy_are_both_kept(store: ArtifactStore) -> No
 
 def test_raw_bytes_round_trip(store: ArtifactStore) -> None:
     ref = store.save_bytes(b"log line\n")
-    assert ref == ArtifactRef(hashlib.sha256(b"log line\n").hexdigest(), "bytes", 9)
+    assert ref == ArtifactRef(content_key(b"log line\n"), "bytes", 9)
     assert store.load_bytes(ref.key) == b"log line\n"
 
 
@@ -200,60 +199,16 @@ def test_corruption_is_caught_before_unpickling(store: ArtifactStore, blobs: Loc
         store.load(ref)
 
 
-# -- large blobs: keyed by the hashes of their pieces ----------------------------------
-
-
-def piece_key(data: bytes, piece: int) -> str:
-    """The documented key of a large blob: SHA-256 over its pieces' SHA-256 digests and its length."""
-    outer = hashlib.sha256()
-    for start in range(0, len(data), piece):
-        outer.update(hashlib.sha256(data[start : start + piece]).digest())
-    outer.update(len(data).to_bytes(8, "little"))
-    return outer.hexdigest()
-
-
-@pytest.fixture
-def small_pieces(monkeypatch: pytest.MonkeyPatch) -> int:
-    """Piece-wise hashing from 256 bytes on, in 64-byte pieces, so the rule is cheap to exercise."""
-    monkeypatch.setattr(hashing, "PIECE", 64)
-    monkeypatch.setattr(hashing, "PARALLEL_FROM", 256)
-    return 64
-
-
-@pytest.mark.parametrize("size", [0, 1, 255, 256, 257, 320, 1000])
-def test_the_key_rule_follows_the_size(store: ArtifactStore, small_pieces: int, size: int) -> None:
-    data = bytes(range(256)) * 4
-    data = data[:size]
-    ref = store.save_bytes(data)
-    expected = hashlib.sha256(data).hexdigest() if size < 256 else piece_key(data, small_pieces)
-    assert ref.key == expected
-    assert store.load_bytes(ref.key) == data
-
-
-@pytest.mark.parametrize("n", [8, 31, 32, 33, 100])
-def test_pieced_arrays_and_pickles_round_trip_and_verify(
-    store: ArtifactStore, blobs: LocalBlobStore, small_pieces: int, n: int
-) -> None:
-    array = np.arange(n, dtype=np.float64).reshape(-1, 1)
-    for value in (array, list(range(n))):
-        ref = store.save(value)
-        path = blobs.path(ref.key)
-        data = path.read_bytes()
-        assert ref.key == (hashlib.sha256(data).hexdigest() if len(data) < 256 else piece_key(data, small_pieces))
-        loaded = store.load(ref)
-        assert np.array_equal(loaded, value) if isinstance(value, np.ndarray) else loaded == value
-        _flip(path, len(data) - 1)
-        with pytest.raises(CorruptArtifactError):
-            store.load(ref)
+# -- large blobs ----------------------------------------------------------------------
 
 
 def test_a_large_array_round_trips_and_is_verified(store: ArtifactStore, blobs: LocalBlobStore) -> None:
-    array = np.arange((hashing.PARALLEL_FROM + hashing.PIECE // 2) // 8, dtype=np.float64)
+    array = np.arange(5_000_000, dtype=np.float64)  # 40 MB
     ref = store.save(array)
     path = blobs.path(ref.key)
     data = path.read_bytes()
-    assert ref.size == len(data) >= hashing.PARALLEL_FROM
-    assert ref.key == piece_key(data, hashing.PIECE)
+    assert ref.size == len(data) > 40_000_000
+    assert ref.key == content_key(data)
     assert store.save(array.copy()) == ref
     assert len(list(blobs.list())) == 1
     assert_equal = np.testing.assert_array_equal
@@ -264,6 +219,6 @@ def test_a_large_array_round_trips_and_is_verified(store: ArtifactStore, blobs: 
     path.write_bytes(bytes(damaged))
     with pytest.raises(CorruptArtifactError):
         store.load(ref)
-    path.write_bytes(data[: len(data) - hashing.PIECE])
+    path.write_bytes(data[: len(data) - 4096])
     with pytest.raises(CorruptArtifactError):
         store.load(ref)

@@ -15,7 +15,8 @@ check under pytest::
 
 What is checked: ``__init__`` stores only hyperparameters; ``get_params`` /
 ``set_params`` round-trip and unknown names are refused; bad hyperparameters
-raise a ``ParameterError`` naming them at ``fit``; ``fit`` returns ``self``,
+raise a ``ParameterError`` naming them at ``fit`` and leave the model as it
+was; ``fit`` returns ``self``,
 sets ``name_`` attributes, leaves its input untouched, is deterministic for a
 fixed ``random_state`` and forgets earlier fits; lists have the right shape,
 descending scores, no seen items when ``exclude_seen``, only the candidates

@@ -50,6 +50,9 @@ class Policy:
 
     #: Whether ``probabilities`` is exact (False for Monte Carlo estimates).
     exact_propensities = True
+    #: Whether the policy plays the best-scoring candidate (ties split evenly) rather than
+    #: randomising: then the candidates it would not play have probability 0.
+    deterministic = False
 
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -78,9 +81,13 @@ class Policy:
     ) -> np.ndarray:
         """The action distribution for each round, ``(n, n_actions)``."""
         context = _context(context)
-        probs = np.asarray(self._probabilities(context, action_features, candidates), dtype=np.float64)
-        if candidates is not None:
-            probs = np.where(np.asarray(candidates, bool), probs, 0.0)
+        mask = None if candidates is None else _candidates(candidates, len(context))
+        probs = np.asarray(self._probabilities(context, action_features, mask), dtype=np.float64)
+        if mask is not None:
+            if probs.shape != mask.shape:
+                raise ParameterError(f"candidates has shape {mask.shape}; the policy has {probs.shape[1]} actions",
+                                     parameter="candidates")
+            probs = np.where(mask, probs, 0.0)
             probs /= probs.sum(axis=1, keepdims=True)
         return probs
 
@@ -115,6 +122,20 @@ class Policy:
             rng = np.random.default_rng(getattr(self, "random_state", None))
             self.rng_ = rng
         return rng
+
+
+def _candidates(candidates: Any, n: int) -> np.ndarray:
+    mask = np.asarray(candidates)
+    if mask.ndim != 2 or len(mask) != n:
+        raise ParameterError(f"candidates must have shape ({n}, n_actions), not {mask.shape}", parameter="candidates")
+    if mask.dtype != bool:
+        if not np.isin(mask, (0, 1)).all():
+            raise ParameterError("candidates must be a boolean mask (or 0/1)", parameter="candidates")
+        mask = mask.astype(bool)
+    empty = ~mask.any(axis=1)
+    if empty.any():
+        raise ParameterError(f"round {int(np.flatnonzero(empty)[0])} has no candidate action", parameter="candidates")
+    return mask
 
 
 def _context(context: Any) -> np.ndarray:

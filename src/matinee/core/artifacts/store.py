@@ -1,6 +1,6 @@
 """The content-addressed artifact store.
 
-A value is encoded (:mod:`.codecs`), its bytes hashed (:mod:`.hashing`), and stored
+A value is encoded (:mod:`.codecs`), its bytes hashed with BLAKE3 (:mod:`.hashing`), and stored
 once under that hash in a blob store: saving a value that is already stored
 writes nothing. Loading re-hashes every byte read and raises
 :class:`~matinee.errors.CorruptArtifactError` when the bytes no longer match
@@ -49,7 +49,7 @@ class ArtifactStore:
 
     def _put(self, codec: str, chunks: codecs.Chunks) -> ArtifactRef:
         size = sum(len(chunk) if isinstance(chunk, bytes) else chunk.nbytes for chunk in chunks)
-        hasher = ContentHasher(size)
+        hasher = ContentHasher()
         for chunk in chunks:
             hasher.update(chunk)
         key = hasher.hexdigest()
@@ -61,8 +61,8 @@ class ArtifactStore:
 
     def load(self, ref: ArtifactRef | tuple[str, str, int]) -> Any:
         """Load and verify the value behind ``ref``."""
-        key, codec, size = ref
-        hasher = ContentHasher(size or None)
+        key, codec, _size = ref
+        hasher = ContentHasher()
         with self.blobs.open(key) as fh:
             try:
                 value = codecs.decode(codec, fh, hasher)
