@@ -14,7 +14,8 @@ The hierarchy::
     ├── StorageError                  the metadata or blob store failed
     ├── TaskFailed                    a task raised, timed out or its process died
     ├── RunFailed                     a run finished unsuccessfully
-    └── MergeError                    ``merge_artifacts`` found conflicting values
+    ├── MergeError                    ``merge_artifacts`` found conflicting values
+    └── NotSupportedError             an operation this object does not offer (501)
 
 Library code raises these; only the edges (the CLI, the HTTP server) turn them into
 a one-line message or a JSON body. The message is built here, from structured fields,
@@ -120,3 +121,9 @@ class RunFailed(MatineeError):
 
 class MergeError(MatineeError):
     """``merge_artifacts`` found artifacts whose values differ between inputs."""
+
+
+class NotSupportedError(MatineeError):
+    """The object does not offer this operation (e.g. item similarities of a popularity model)."""
+
+    status = 501

@@ -40,7 +40,7 @@ import pandas as pd
 
 from matinee.apps.recs.base import NotFittedError, Recommendations, RecommenderBase
 from matinee.apps.recs.interactions import Interactions
-from matinee.errors import NotFoundError, ParameterError
+from matinee.errors import NotFoundError, NotSupportedError, ParameterError
 
 ModelFactory = Callable[[], RecommenderBase]
 Check = Callable[[ModelFactory], None]
@@ -395,7 +395,7 @@ def check_similar_items(make_model: ModelFactory) -> None:
     data = sample_interactions()
     model = _fitted(make_model, data)
     if not _has_similar(model):
-        _raises(NotImplementedError, model, "similar_items on a model without similarities",
+        _raises(NotSupportedError, model, "similar_items on a model without similarities",
                 lambda: model.similar_items([data.item_ids[0]], k=3))
         return
     sims = model.similar_items(data.item_ids, k=5)

@@ -396,3 +396,12 @@ def test_every_model_beats_popularity_on_movielens():
     for model in (EASE(), ItemKNN(), RP3beta(), ALS(random_state=0)):
         score = hit_rate(model.fit(train), test, 10)
         assert score > 1.25 * baseline, f"{model!r}: HitRate@10 {score:.3f}, MostPopular {baseline:.3f}"
+
+
+def test_a_lone_user_id_is_refused_with_the_fix() -> None:
+    from matinee.apps.recs.models import MostPopular
+    from matinee.testing.recommenders import sample_interactions
+
+    model = MostPopular().fit(sample_interactions())
+    with pytest.raises(ParameterError, match=r"users must be a list of ids.*pass a list"):
+        model.recommend("u1")

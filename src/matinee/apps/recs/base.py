@@ -29,7 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from matinee.apps.recs.interactions import Interactions
-from matinee.errors import MatineeError, NotFoundError, ParameterError
+from matinee.errors import MatineeError, NotFoundError, NotSupportedError, ParameterError
 
 
 class NotFittedError(MatineeError):
@@ -156,7 +156,9 @@ class RecommenderBase:
         raise NotImplementedError
 
     def _similar(self, items: np.ndarray) -> np.ndarray:
-        raise NotImplementedError(f"{type(self).__name__} does not compute item similarities")
+        raise NotSupportedError(
+            f"{type(self).__name__} does not compute item similarities; use an item-based model such as ItemKNN"
+        )
 
     @property
     def is_fitted(self) -> bool:
@@ -197,7 +199,7 @@ class RecommenderBase:
         _check_k(k)
         if unknown not in ("popular", "error"):
             raise ParameterError(f"unknown= must be 'popular' or 'error', not {unknown!r}", parameter="unknown")
-        keys = np.asarray(users)
+        keys = _ids(users, "users")
         index = np.fromiter((self._user_index_.get(u, -1) for u in keys.tolist()), np.int64, len(keys))
         fallback = ~self._has_history(index)
         if fallback.any() and unknown == "error":
@@ -252,7 +254,7 @@ class RecommenderBase:
         """The ``k`` items most similar to each of ``items`` (external ids), the item itself left out."""
         self._check_fitted()
         _check_k(k)
-        keys = np.asarray(items)
+        keys = _ids(items, "items")
         index = np.fromiter((self._item_index_.get(i, -1) for i in keys.tolist()), np.int64, len(keys))
         if (index < 0).any():
             raise NotFoundError(f"unknown item id {keys[index < 0][0]!r}", parameter="items")
@@ -273,3 +275,12 @@ class RecommenderBase:
 def _check_k(k: Any) -> None:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
         raise ParameterError(f"k must be a positive whole number, not {k!r}", parameter="k")
+
+
+def _ids(values: Any, name: str) -> np.ndarray:
+    """A batch of external ids as a 1-d array; a lone id is refused rather than split into characters."""
+    if isinstance(values, (str, bytes)) or np.ndim(values) != 1:
+        raise ParameterError(
+            f"{name} must be a list of ids, not {values!r}; for one id pass a list: [{values!r}]", parameter=name
+        )
+    return np.asarray(values)
