@@ -8,6 +8,14 @@ the very checks matinee's own models pass.
 >>> check_recommender(MostPopular)
 """
 
+from matinee.testing.policies import check_policy, policy_checks, sample_feedback
 from matinee.testing.recommenders import check_recommender, recommender_checks, sample_interactions
 
-__all__ = ["check_recommender", "recommender_checks", "sample_interactions"]
+__all__ = [
+    "check_policy",
+    "check_recommender",
+    "policy_checks",
+    "recommender_checks",
+    "sample_feedback",
+    "sample_interactions",
+]

@@ -107,5 +107,11 @@ def joint_features(context: Any, action_features: Any, *, intercept: bool = True
         out[..., 0] = 1.0
     out[..., start:start + k] = z
     outer = out[..., start + k:].reshape(n, n_actions, d, k)  # a view: splits the contiguous last axis
-    np.multiply(x[:, None, :, None], z[:, :, None, :], out=outer)
+    # one broadcast product per index of the shorter axis: several times faster than one 4-d broadcast
+    if d <= k:
+        for j in range(d):
+            np.multiply(z, x[:, None, j:j + 1], out=outer[:, :, j, :])
+    else:
+        for col in range(k):
+            np.multiply(x[:, None, :], z[:, :, col:col + 1], out=outer[:, :, :, col])
     return out
