@@ -257,6 +257,18 @@ def test_demo_runs_end_to_end(tmp_path):
     assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
     assert out["best"]["model"] in board[0]["model"]
     assert 0 <= out["test_metrics"]["ndcg@10"] <= 1 and len(out["dataset_hash"]) == 64
+    artwork = out["artwork"]
+    assert artwork["run"].startswith("ArtworkTrainingFlow/") and len(artwork["leaderboard"]) == 6
+    drs = [row["dr"] for row in artwork["leaderboard"]]
+    assert drs == sorted(drs, reverse=True) and artwork["best"]["policy"] == artwork["leaderboard"][0]["policy"]
+    shares = {row["policy"]: row["share_of_oracle_last"] for row in artwork["online"]}
+    assert shares["LinUCB"] > shares["UniformRandom"] and Path(artwork["report"]).is_file()
+
+
+def test_demo_runs_one_part_with_only(tmp_path):
+    result = matinee("demo", "--sim-size", "tiny", "--only", "recs", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "artwork" not in json.loads(result.stdout)
 
 
 def test_config_lists_every_setting(home):

@@ -235,16 +235,20 @@ def config(as_json: bool) -> None:
 @click.option("--sim-size", default="small", show_default=True,
               type=click.Choice(["tiny", "small", "medium", "large"]), help="Size of the simulated service.")
 @click.option("--seed", default=7, show_default=True, help="Random seed of the simulation.")
+@click.option("--only", type=click.Choice(["recs", "artwork"]), help="Run only the recommendations or the artwork part.")
 @json_option
-def demo(movielens: str | None, sim_size: str, seed: int, as_json: bool) -> None:
-    """Train and compare six recommenders in a real flow, and show the ranking.
+def demo(movielens: str | None, sim_size: str, seed: int, only: str | None, as_json: bool) -> None:
+    """Train and compare six recommenders, then six artwork policies, in real flows, and show the results.
 
-    By default on the built-in simulated streaming service; with --movielens DIR
-    on a MovieLens (ml-latest family) folder.
+    Recommendations: by default on the built-in simulated streaming service;
+    with --movielens DIR on a MovieLens (ml-latest family) folder. Artwork: the
+    policies learn online on the simulator's artwork bandit problem, are fitted
+    on logged feedback and evaluated off-policy; an HTML report shows the
+    learning curves and the estimates.
     """
     from matinee.cli.demo import run_demo
 
-    run_demo(movielens=movielens, sim_size=sim_size, seed=seed, as_json=as_json)
+    run_demo(movielens=movielens, sim_size=sim_size, seed=seed, as_json=as_json, only=only)
 
 
 def main() -> None:
