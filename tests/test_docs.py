@@ -65,3 +65,11 @@ def test_public_names_have_docstrings(name):
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+def test_the_artwork_guide_example_runs():
+    text = (REPO / "docs" / "artwork.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    code = code.replace("rounds=30_000", "rounds=6_000").replace("last=10_000", "last=2_000")
+    code = code.replace("rounds=20_000", "rounds=4_000").replace("n_bootstrap=200", "n_bootstrap=20")
+    exec(compile(code, "docs/artwork.md", "exec"), {})
