@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "JSONType": "matinee.core.flows.spec",
     "MatineeError": "matinee.errors",
     "MetricSeries": "matinee.core.client",
+    "ModelVersion": "matinee.core.registry",
     "NotFoundError": "matinee.errors",
     "Parameter": "matinee.core.flows.spec",
     "ParameterError": "matinee.errors",
@@ -32,8 +33,10 @@ _EXPORTS: dict[str, str] = {
     "current": "matinee.core.flows.current",
     "default_namespace": "matinee.core.client",
     "get_namespace": "matinee.core.client",
+    "load_model": "matinee.core.registry",
     "load_settings": "matinee.config",
     "namespace": "matinee.core.client",
+    "register_model": "matinee.core.registry",
     "resources": "matinee.core.flows.decorators",
     "retry": "matinee.core.flows.decorators",
     "start_run": "matinee.core.tracking.api",
@@ -52,6 +55,7 @@ __all__ = [
     "JSONType",
     "MatineeError",
     "MetricSeries",
+    "ModelVersion",
     "NotFoundError",
     "Parameter",
     "ParameterError",
@@ -63,8 +67,10 @@ __all__ = [
     "current",
     "default_namespace",
     "get_namespace",
+    "load_model",
     "load_settings",
     "namespace",
+    "register_model",
     "resources",
     "retry",
     "start_run",
@@ -101,6 +107,7 @@ if TYPE_CHECKING:
     from matinee.core.flows.current import current
     from matinee.core.flows.decorators import catch, resources, retry, step, timeout
     from matinee.core.flows.spec import FlowSpec, IncludeFile, JSONType, Parameter
+    from matinee.core.registry import ModelVersion, load_model, register_model
     from matinee.core.tracking.api import start_run
     from matinee.errors import (
         ArtifactError,

@@ -251,6 +251,15 @@ def demo(movielens: str | None, sim_size: str, seed: int, only: str | None, as_j
     run_demo(movielens=movielens, sim_size=sim_size, seed=seed, as_json=as_json, only=only)
 
 
+def _add_groups() -> None:
+    from matinee.cli.models import models
+
+    cli.add_command(models)
+
+
+_add_groups()
+
+
 def main() -> None:
     """Console entry point."""
     cli(prog_name="matinee")

@@ -83,6 +83,62 @@ class Current:
         self._buffer("log_params")
         self._on_params(params)
 
+    def register_model(self, name: str, model: Any, **options: Any) -> Any:
+        """Register a model this step made as a new version of ``name``.
+
+        Parameters
+        ----------
+        name
+            The model's name in the registry.
+        model
+            The model object, or the name of an attribute the step has set on
+            ``self`` (``"model"``), which is then recorded as the artifact's name.
+        **options
+            ``metrics``, ``tags``, ``description``, ``dataset_hash``, as for
+            :func:`matinee.register_model`. The dataset hash defaults to the
+            step's ``self.dataset_hash`` when it has one.
+
+        Returns
+        -------
+        ModelVersion
+            The new version, recording this run and task as its lineage.
+
+        Examples
+        --------
+        >>> from matinee import FlowSpec, current, step
+        >>> class Train(FlowSpec):
+        ...     @step
+        ...     def start(self):
+        ...         self.model = {"weights": [0.1, 0.2]}
+        ...         current.register_model("ranker", "model", metrics={"auc": 0.7})
+        ...         self.next(self.end)
+        ...     @step
+        ...     def end(self):
+        ...         pass
+        """
+        import sys
+
+        from matinee.core.registry import register_in_step
+
+        self._buffer("register_model")
+        flow = sys._getframe(1).f_locals.get("self")
+        artifact = None
+        if isinstance(model, str):
+            if flow is None or not hasattr(flow, model):
+                raise FlowError(
+                    f"current.register_model({name!r}, {model!r}): the step has no artifact {model!r}; "
+                    f"set self.{model} first, or pass the model object itself",
+                )
+            artifact, model = model, getattr(flow, model)
+        if "dataset_hash" not in options and flow is not None:
+            dataset = getattr(flow, "dataset_hash", None)
+            if isinstance(dataset, str):
+                options["dataset_hash"] = dataset
+        assert self.run_id is not None and self.task_id is not None
+        return register_in_step(
+            name, model, run_id=int(self.run_id), task_id=int(self.task_id), artifact_name=artifact, **options
+        )
+
     def __repr__(self) -> str:
         return f"<current {self.pathspec or '(not running)'}>"
 

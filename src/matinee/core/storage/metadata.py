@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,7 +18,7 @@ from typing import Any
 
 from matinee.core.artifacts.store import ArtifactRef
 from matinee.core.storage.db import Database, Row, connect
-from matinee.errors import ParameterError
+from matinee.errors import NotFoundError, ParameterError, StorageError
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 
@@ -299,6 +300,159 @@ class MetadataStore:
             sql += " AND name = :name"
         return self.db.query(sql + " ORDER BY name, id", dict(run=run_id, name=name))
 
+    # -- model registry -------------------------------------------------------
+    def add_model_version(self, name: str, fields: Mapping[str, Any], attempts: int = 20) -> int:
+        """Record the next version of model ``name``; returns its number (1, 2, ... per name).
+
+        The number is read and written in one write transaction (SQLite takes
+        the write lock up front, so writers queue); should two writers still
+        collide (PostgreSQL reads before it locks), the primary key refuses the
+        second, which retries with the next number.
+        """
+        columns = ["run_id", "task_id", "artifact_name", "artifact_key", "codec", "size", "created_at",
+                   "dataset_hash", "code_version", "matinee_version", "library_versions", "metrics", "tags",
+                   "description", "user_name"]
+        args = {c: fields.get(c) for c in columns}
+        args["created_at"] = args["created_at"] or time.time()
+        args["name"] = name
+        sql = (
+            f"INSERT INTO model_versions (name, version, {', '.join(columns)})"
+            f" VALUES (:name, :version, {', '.join(':' + c for c in columns)})"
+        )
+        for attempt in range(attempts):
+            try:
+                with self.db.transaction():
+                    rows = self.db.query(
+                        "SELECT MAX(version) AS version FROM model_versions WHERE name = :name", dict(name=name)
+                    )
+                    version = int(rows[0]["version"] or 0) + 1
+                    self.db.execute(sql, {**args, "version": version})
+                return version
+            except StorageError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1) * (0.5 + random.random()))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def model_version(self, name: str, version: int | None = None) -> Row | None:
+        """One version of a model (the newest when ``version`` is None)."""
+        if version is None:
+            rows = self.db.query(
+                "SELECT * FROM model_versions WHERE name = :name ORDER BY version DESC LIMIT 1", dict(name=name)
+            )
+        else:
+            rows = self.db.query(
+                "SELECT * FROM model_versions WHERE name = :name AND version = :version",
+                dict(name=name, version=version),
+            )
+        return rows[0] if rows else None
+
+    def model_versions(self, name: str) -> list[Row]:
+        return self.db.query("SELECT * FROM model_versions WHERE name = :name ORDER BY version", dict(name=name))
+
+    def list_models(self) -> list[Row]:
+        return self.db.query(
+            "SELECT name, COUNT(*) AS versions, MAX(version) AS latest_version, MAX(created_at) AS updated_at"
+            " FROM model_versions GROUP BY name ORDER BY name"
+        )
+
+    def model_aliases(self, name: str) -> list[Row]:
+        return self.db.query(
+            "SELECT alias, version, updated_at, updated_by FROM model_aliases WHERE name = :name ORDER BY alias",
+            dict(name=name),
+        )
+
+    def model_alias(self, name: str, alias: str) -> Row | None:
+        rows = self.db.query(
+            "SELECT * FROM model_aliases WHERE name = :name AND alias = :alias", dict(name=name, alias=alias)
+        )
+        return rows[0] if rows else None
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[Row]:
+        """Every change to the model's aliases (or one alias), oldest first."""
+        sql = "SELECT * FROM model_alias_history WHERE name = :name"
+        if alias is not None:
+            sql += " AND alias = :alias"
+        return self.db.query(sql + " ORDER BY id", dict(name=name, alias=alias))
+
+    def move_alias(self, name: str, alias: str, version: int, action: str, user: str) -> int | None:
+        """Point ``alias`` at ``version`` and record it, atomically; returns the version it pointed at."""
+        with self.db.transaction():
+            self._lock_model(name)
+            if self.model_version(name, version) is None:
+                raise NotFoundError(f"model {name!r} has no version {version}", model=name, version=version)
+            old = self.model_alias(name, alias)
+            self._write_alias(name, alias, old, version, action, user)
+        return old["version"] if old else None
+
+    def delete_alias(self, name: str, alias: str, user: str) -> int:
+        """Remove ``alias`` and record it, atomically; returns the version it pointed at."""
+        with self.db.transaction():
+            self._lock_model(name)
+            old = self.model_alias(name, alias)
+            if old is None:
+                raise NotFoundError(f"model {name!r} has no alias {alias!r}", model=name, alias=alias)
+            self.db.execute("DELETE FROM model_aliases WHERE name = :name AND alias = :alias",
+                            dict(name=name, alias=alias))
+            self._record_alias_change(name, alias, old["version"], None, "delete", user)
+        return int(old["version"])
+
+    def rollback_alias(self, name: str, alias: str, user: str) -> tuple[int, int]:
+        """Move ``alias`` back to the version it had before its current one; returns ``(from, to)``.
+
+        The history is replayed as a stack (a rollback pops), so rolling back
+        twice goes back two steps.
+        """
+        with self.db.transaction():
+            self._lock_model(name)
+            old = self.model_alias(name, alias)
+            if old is None:
+                raise NotFoundError(f"model {name!r} has no alias {alias!r} to roll back", model=name, alias=alias)
+            stack = alias_stack(self.alias_history(name, alias))
+            if len(stack) < 2:
+                raise NotFoundError(
+                    f"alias {name}@{alias} has no earlier version to roll back to", model=name, alias=alias
+                )
+            target = stack[-2]
+            self._write_alias(name, alias, old, target, "rollback", user)
+        return int(old["version"]), target
+
+    def _lock_model(self, name: str) -> None:
+        """Serialize alias changes of one model (SQLite's write transaction already does)."""
+        if self.db.dialect != "sqlite":
+            self.db.query(
+                "SELECT version FROM model_versions WHERE name = :name ORDER BY version LIMIT 1 FOR UPDATE",
+                dict(name=name),
+            )
+
+    def _write_alias(self, name: str, alias: str, old: Row | None, version: int, action: str, user: str) -> None:
+        args = dict(name=name, alias=alias, version=version, now=time.time(), user=user)
+        if old is None:
+            self.db.execute(
+                "INSERT INTO model_aliases (name, alias, version, updated_at, updated_by)"
+                " VALUES (:name, :alias, :version, :now, :user)",
+                args,
+            )
+        else:
+            self.db.execute(
+                "UPDATE model_aliases SET version = :version, updated_at = :now, updated_by = :user"
+                " WHERE name = :name AND alias = :alias",
+                args,
+            )
+        if action in ("set", "move"):
+            action = "set" if old is None else "move"
+        self._record_alias_change(name, alias, old["version"] if old else None, version, action, user)
+
+    def _record_alias_change(
+        self, name: str, alias: str, from_version: int | None, to_version: int | None, action: str, user: str
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO model_alias_history (name, alias, from_version, to_version, action, user_name, at)"
+            " VALUES (:name, :alias, :from_version, :to_version, :action, :user, :now)",
+            dict(name=name, alias=alias, from_version=from_version, to_version=to_version, action=action,
+                 user=user, now=time.time()),
+        )
+
     # -- garbage collection ---------------------------------------------------
     def delete_runs(self, run_ids: Iterable[int]) -> None:
         for run_id in run_ids:
@@ -351,6 +505,22 @@ def check_user_tags(tags: Iterable[str]) -> None:
                 f"tag {tag!r} looks like a system tag ({', '.join(SYSTEM_TAG_PREFIXES)} are matinee's); rename it",
                 parameter="tag",
             )
+
+
+def alias_stack(history: Iterable[Row]) -> list[int]:
+    """The versions an alias went through, replaying its history: a rollback undoes one step."""
+    stack: list[int] = []
+    for change in history:
+        if change["action"] == "delete":
+            stack.clear()
+        elif change["action"] == "rollback":
+            if stack:
+                stack.pop()
+            if not stack or stack[-1] != change["to_version"]:
+                stack.append(change["to_version"])
+        else:
+            stack.append(change["to_version"])
+    return stack
 
 
 def foreach_key(stack: Sequence[Sequence[Any]]) -> str:

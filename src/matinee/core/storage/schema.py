@@ -126,5 +126,41 @@ model_versions = Table(
     Column("task_id", Integer),
     Column("artifact_key", String(64), nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("artifact_name", String(255)),
+    Column("codec", String(16)),
+    Column("size", BigInteger),
+    Column("dataset_hash", String(255)),
+    Column("code_version", String(64)),
+    Column("matinee_version", String(64)),
+    Column("library_versions", Text),
+    Column("metrics", Text),
+    Column("tags", Text),
+    Column("description", Text),
+    Column("user_name", String(255)),
     Index("ix_model_versions_artifact_key", "artifact_key"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("alias", String(255), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", String(255), nullable=False),
+)
+
+#: Append-only: every set, move, delete, promote and rollback of an alias.
+model_alias_history = Table(
+    "model_alias_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("alias", String(255), nullable=False),
+    Column("from_version", Integer),
+    Column("to_version", Integer),
+    Column("action", String(16), nullable=False),
+    Column("user_name", String(255), nullable=False),
+    Column("at", Float, nullable=False),
+    Index("ix_model_alias_history_name", "name", "alias", "id"),
 )
