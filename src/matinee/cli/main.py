@@ -252,9 +252,11 @@ def demo(movielens: str | None, sim_size: str, seed: int, only: str | None, as_j
 
 
 def _add_groups() -> None:
+    from matinee.cli.events import events
     from matinee.cli.models import models
 
     cli.add_command(models)
+    cli.add_command(events)
 
 
 _add_groups()
