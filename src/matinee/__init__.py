@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "ArtifactError": "matinee.errors",
     "ConfigError": "matinee.errors",
+    "EventLog": "matinee.core.events",
     "Flow": "matinee.core.client",
     "FlowError": "matinee.errors",
     "FlowSpec": "matinee.core.flows.spec",
@@ -47,6 +48,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "ArtifactError",
     "ConfigError",
+    "EventLog",
     "Flow",
     "FlowError",
     "FlowSpec",
@@ -104,6 +106,7 @@ if TYPE_CHECKING:
         get_namespace,
         namespace,
     )
+    from matinee.core.events import EventLog
     from matinee.core.flows.current import current
     from matinee.core.flows.decorators import catch, resources, retry, step, timeout
     from matinee.core.flows.spec import FlowSpec, IncludeFile, JSONType, Parameter
