@@ -251,6 +251,44 @@ def demo(movielens: str | None, sim_size: str, seed: int, only: str | None, as_j
     run_demo(movielens=movielens, sim_size=sim_size, seed=seed, as_json=as_json, only=only)
 
 
+@cli.command()
+@click.argument("deployment_file", metavar="[DEPLOYMENT.toml]", required=False, type=click.Path(dir_okay=False))
+@click.option("--recs", metavar="NAME@ALIAS", help="Serve this recommender at /recommendations.")
+@click.option("--artwork", metavar="NAME@ALIAS", help="Serve this artwork policy at /artwork.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--poll-interval", type=float, help="Seconds between registry checks for moved aliases [default: 2].")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Server log level.")
+def serve(deployment_file: str | None, recs: str | None, artwork: str | None, host: str, port: int,
+          poll_interval: float | None, log_level: str) -> None:
+    """Serve registered models over HTTP, swapping in new versions when their aliases move.
+
+    Give a deployment file (TOML: [recs] and [artwork] tables with model, and
+    optionally split and salt) or --recs / --artwork; the options override the file.
+    """
+    import dataclasses
+
+    from matinee.core.serving import Deployment, Endpoint, load_deployment
+    from matinee.core.serving import serve as run_server
+    from matinee.errors import ConfigError
+
+    if deployment_file is None and recs is None and artwork is None:
+        raise ConfigError("give a deployment file, --recs NAME@ALIAS or --artwork NAME@ALIAS", field="recs")
+    changes: dict[str, Any] = {}
+    if recs is not None:
+        changes["recs"] = Endpoint(recs)
+    if artwork is not None:
+        changes["artwork"] = Endpoint(artwork)
+    if poll_interval is not None:
+        changes["poll_interval"] = poll_interval
+    if deployment_file is not None:
+        deployment = dataclasses.replace(load_deployment(deployment_file), **changes)
+    else:
+        deployment = Deployment(**changes)
+    run_server(deployment, host=host, port=port, log_level=log_level)
+
+
 def _add_groups() -> None:
     from matinee.cli.events import events
     from matinee.cli.models import models

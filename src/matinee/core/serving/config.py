@@ -1,0 +1,205 @@
+"""Deployment configuration: which model answers which endpoint, and how traffic is split.
+
+A deployment binds the ``recs`` and ``artwork`` endpoints to registered models
+(``"name@alias"``). An endpoint may split its traffic between aliases of the
+same model by percentage; a member's arm is a hash of ``(salt, member id)``, so
+a member always sees the same arm while the split and the salt stay the same.
+
+A TOML file holds the same fields::
+
+    poll_interval = 2.0
+
+    [recs]
+    model = "ranker@champion"
+
+    [artwork]
+    model = "artwork@champion"
+    salt = "artwork-2026-11"
+    split = { champion = 90, challenger = 10 }
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from matinee.errors import ConfigError
+
+__all__ = ["ENDPOINTS", "Deployment", "Endpoint", "assign_arm", "load_deployment"]
+
+#: The endpoints a deployment can bind to a model.
+ENDPOINTS = ("recs", "artwork")
+
+_BUCKETS = 10_000
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One endpoint's model and, optionally, its traffic split.
+
+    Parameters
+    ----------
+    model
+        ``"name@alias"``: the model and the alias that answers when there is no split.
+    split
+        Aliases of the same model and their percentage of members (summing to 100).
+    salt
+        Mixed into the assignment hash; change it to reshuffle members between arms.
+
+    Raises
+    ------
+    ConfigError
+        A malformed model reference or split; the message names the field.
+    """
+
+    model: str
+    split: Mapping[str, float] = field(default_factory=dict)
+    salt: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or self.model.count("@") != 1 or not all(self.model.split("@")):
+            raise ConfigError(f"model must be 'NAME@ALIAS', not {self.model!r}", field="model")
+        if not isinstance(self.salt, str):
+            raise ConfigError(f"salt must be a string, not {self.salt!r}", field="salt")
+        if not isinstance(self.split, Mapping):
+            raise ConfigError("split must map aliases to percentages", field="split")
+        total = 0.0
+        for alias, share in self.split.items():
+            if not isinstance(alias, str) or not alias:
+                raise ConfigError(f"split alias {alias!r} must be a non-empty string", field="split")
+            if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 100:
+                raise ConfigError(f"split share of {alias!r} must be a number from 0 to 100, not {share!r}",
+                                  field="split")
+            total += float(share)
+        if self.split and abs(total - 100.0) > 1e-6:
+            raise ConfigError(f"split shares must sum to 100, not {total:g}", field="split")
+
+    @property
+    def name(self) -> str:
+        """The model's name."""
+        return self.model.split("@")[0]
+
+    @property
+    def alias(self) -> str:
+        """The alias that answers when there is no split."""
+        return self.model.split("@")[1]
+
+    @property
+    def aliases(self) -> list[str]:
+        """Every alias this endpoint may call: the split's arms, or the one alias."""
+        return list(self.split) if self.split else [self.alias]
+
+    def arm(self, member: Any) -> str:
+        """The alias that answers ``member``."""
+        if not self.split:
+            return self.alias
+        return assign_arm(self.salt, member, self.split)
+
+
+def assign_arm(salt: str, member: Any, split: Mapping[str, float]) -> str:
+    """The arm of ``member``: a hash of ``(salt, member)`` placed on the split's cumulative shares.
+
+    Examples
+    --------
+    >>> assign_arm("s", 42, {"a": 50, "b": 50}) == assign_arm("s", 42, {"a": 50, "b": 50})
+    True
+    >>> assign_arm("s", 42, {"a": 100, "b": 0})
+    'a'
+    """
+    digest = hashlib.blake2b(f"{salt}\x00{member}".encode(), digest_size=8).digest()
+    bucket = int.from_bytes(digest, "big") % _BUCKETS
+    upto = 0.0
+    arms = list(split.items())
+    for arm, share in arms:
+        upto += float(share) * _BUCKETS / 100.0
+        if bucket < upto:
+            return arm
+    return next((arm for arm, share in reversed(arms) if share > 0), arms[-1][0])
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What a server serves.
+
+    Parameters
+    ----------
+    recs, artwork
+        The endpoints' models (either may be ``None``: that endpoint answers 404).
+    poll_interval
+        Seconds between checks of the registry for moved aliases.
+    event_log
+        The decision and feedback log's file; default ``<MATINEE_HOME>/events/events.db``.
+    durability
+        The event log's durability, ``"relaxed"`` or ``"strict"``.
+
+    Examples
+    --------
+    >>> d = Deployment(recs=Endpoint("ranker@champion"))
+    >>> d.recs.name, d.recs.alias, d.poll_interval
+    ('ranker', 'champion', 2.0)
+    """
+
+    recs: Endpoint | None = None
+    artwork: Endpoint | None = None
+    poll_interval: float = 2.0
+    event_log: str | None = None
+    durability: str = "relaxed"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.poll_interval, bool) or not isinstance(self.poll_interval, (int, float)) \
+                or not self.poll_interval > 0:
+            raise ConfigError(f"poll_interval must be a positive number, not {self.poll_interval!r}",
+                              field="poll_interval")
+        if self.recs is None and self.artwork is None:
+            raise ConfigError("a deployment needs a recs or an artwork model", field="recs")
+
+    def endpoints(self) -> dict[str, Endpoint]:
+        """The bound endpoints by name."""
+        return {name: ep for name in ENDPOINTS if (ep := getattr(self, name)) is not None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Deployment:
+        """Build from plain data (a parsed TOML file)."""
+        known = {*ENDPOINTS, "poll_interval", "event_log", "durability"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown deployment field(s): {', '.join(unknown)}", field=unknown[0])
+        kwargs: dict[str, Any] = {k: v for k, v in data.items() if k not in ENDPOINTS}
+        for name in ENDPOINTS:
+            table = data.get(name)
+            if table is None:
+                continue
+            if isinstance(table, str):
+                table = {"model": table}
+            if not isinstance(table, Mapping) or "model" not in table:
+                raise ConfigError(f"[{name}] needs model = 'NAME@ALIAS'", field=name)
+            extra = sorted(set(table) - {"model", "split", "salt"})
+            if extra:
+                raise ConfigError(f"unknown field(s) in [{name}]: {', '.join(extra)}", field=extra[0])
+            kwargs[name] = Endpoint(table["model"], dict(table.get("split", {})), table.get("salt", ""))
+        return cls(**kwargs)
+
+
+def load_deployment(path: str | Path) -> Deployment:
+    """Read a deployment from a TOML file (see the module docstring).
+
+    Raises
+    ------
+    ConfigError
+        The file cannot be read or describes no valid deployment.
+    """
+    path = Path(path)
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read deployment file {path}: {exc}", path=str(path)) from exc
+    return Deployment.from_dict(data)
