@@ -51,7 +51,7 @@ def test_register_an_object_records_lineage_and_loads_back() -> None:
     assert (v.name, v.version, v.user, v.dataset_hash) == ("ranker", 1, "tester", "d1")
     assert v.metrics == {"ndcg": 0.3} and v.tags == ["a", "b"] and v.description == "first"
     assert v.matinee_version == matinee.__version__
-    assert "numpy" in v.library_versions
+    assert "numpy" in v.package_versions
     assert v.run_pathspec is None and v.source is None
     assert v.codec and v.size and v.size > 0
     assert matinee.load_model("ranker") == {"w": [1, 2]}

@@ -62,7 +62,7 @@ class ModelVersion:
     run_pathspec, task_pathspec, artifact_name
         The run and task that produced it and the artifact's name there
         (``None`` for an object registered outside a flow).
-    dataset_hash, code_version, matinee_version, library_versions
+    dataset_hash, code_version, matinee_version, package_versions
         Lineage: the data, the flow's code hash, and the software versions.
     metrics, tags, description, user, created_at
         What the registering user attached, who, and when.
@@ -91,7 +91,7 @@ class ModelVersion:
     dataset_hash: str | None = None
     code_version: str | None = None
     matinee_version: str | None = None
-    library_versions: dict[str, str] = field(default_factory=dict)
+    package_versions: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
     description: str | None = None
@@ -315,7 +315,7 @@ def _version_from_row(store: Store, row: Row, aliases: list[str]) -> ModelVersio
         dataset_hash=row["dataset_hash"],
         code_version=row["code_version"],
         matinee_version=row["matinee_version"],
-        library_versions=json.loads(row["library_versions"] or "{}"),
+        package_versions=json.loads(row["package_versions"] or "{}"),
         metrics=json.loads(row["metrics"] or "{}"),
         tags=json.loads(row["tags"] or "[]"),
         description=row["description"],

@@ -42,11 +42,11 @@ class Source:
             "size": self.ref.size,
             "code_version": self.code_version,
             "matinee_version": __version__,
-            "library_versions": json.dumps(self.libraries or library_versions()),
+            "package_versions": json.dumps(self.libraries or package_versions()),
         }
 
 
-def library_versions() -> dict[str, str]:
+def package_versions() -> dict[str, str]:
     """Installed versions of the libraries models depend on (read from metadata, not imported)."""
     found = {}
     for name in LIBRARIES:

@@ -310,7 +310,7 @@ class MetadataStore:
         second, which retries with the next number.
         """
         columns = ["run_id", "task_id", "artifact_name", "artifact_key", "codec", "size", "created_at",
-                   "dataset_hash", "code_version", "matinee_version", "library_versions", "metrics", "tags",
+                   "dataset_hash", "code_version", "matinee_version", "package_versions", "metrics", "tags",
                    "description", "user_name"]
         args = {c: fields.get(c) for c in columns}
         args["created_at"] = args["created_at"] or time.time()

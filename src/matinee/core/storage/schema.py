@@ -132,7 +132,7 @@ model_versions = Table(
     Column("dataset_hash", String(255)),
     Column("code_version", String(64)),
     Column("matinee_version", String(64)),
-    Column("library_versions", Text),
+    Column("package_versions", Text),
     Column("metrics", Text),
     Column("tags", Text),
     Column("description", Text),

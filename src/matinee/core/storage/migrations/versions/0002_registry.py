@@ -24,7 +24,7 @@ NEW_COLUMNS: list[tuple[str, sa.types.TypeEngine[Any]]] = [
     ("dataset_hash", sa.String(255)),
     ("code_version", sa.String(64)),
     ("matinee_version", sa.String(64)),
-    ("library_versions", sa.Text()),
+    ("package_versions", sa.Text()),
     ("metrics", sa.Text()),
     ("tags", sa.Text()),
     ("description", sa.Text()),
