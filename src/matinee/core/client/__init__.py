@@ -114,9 +114,11 @@ class Flow:
 
     def runs(self, *tags: str) -> Iterator[Run]:
         """Runs in the current namespace, newest first, carrying every tag given."""
-        ns = get_namespace()
-        for row in _store().metadata.list_runs(self.name, tag=ns):
-            run = Run._from_row(row)
+        metadata = _store().metadata
+        rows = metadata.list_runs(self.name, tag=get_namespace())
+        tags_by_run = metadata.tags_of_runs(row["id"] for row in rows)  # one query, not one per run
+        for row in rows:
+            run = Run._from_row(row, tags_by_run[row["id"]])
             if all(t in run.tags or t in run.system_tags for t in tags):
                 yield run
 
@@ -138,7 +140,9 @@ class Flow:
 class Run:
     """One run: ``Run("Flow/12")``."""
 
-    def __init__(self, pathspec: str, _row: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, pathspec: str, _row: dict[str, Any] | None = None, _tags: list[dict[str, Any]] | None = None
+    ) -> None:
         flow, run_id = _parse(pathspec, 2, "run")
         row = _row or _store().metadata.get_run(_int(run_id, "the run id", pathspec))
         if row is None or row["flow_name"] != flow:
@@ -147,7 +151,7 @@ class Run:
         self.id = row["id"]
         self.flow_name = flow
         self.pathspec = f"{flow}/{self.id}"
-        self._tags = _store().metadata.run_tags(self.id)
+        self._tags = _tags if _tags is not None else _store().metadata.run_tags(self.id)
         ns = get_namespace()
         if ns is not None and ns not in self.tags | self.system_tags:
             raise NamespaceError(
@@ -156,8 +160,8 @@ class Run:
             )
 
     @classmethod
-    def _from_row(cls, row: dict[str, Any]) -> Run:
-        return cls(f"{row['flow_name']}/{row['id']}", _row=row)
+    def _from_row(cls, row: dict[str, Any], tags: list[dict[str, Any]] | None = None) -> Run:
+        return cls(f"{row['flow_name']}/{row['id']}", _row=row, _tags=tags)
 
     @property
     def tags(self) -> frozenset[str]:

@@ -150,6 +150,22 @@ class MetadataStore:
             "SELECT tag, system FROM run_tags WHERE run_id = :run ORDER BY system DESC, tag", dict(run=run_id)
         )
 
+    def tags_of_runs(self, run_ids: Iterable[int]) -> dict[int, list[Row]]:
+        """Tags of many runs in one query: run id -> rows as :meth:`run_tags` gives them."""
+        ids = sorted(set(run_ids))
+        out: dict[int, list[Row]] = {run_id: [] for run_id in ids}
+        if not ids:
+            return out
+        args = {f"r{i}": run_id for i, run_id in enumerate(ids)}
+        rows = self.db.query(
+            f"SELECT run_id, tag, system FROM run_tags WHERE run_id IN ({', '.join(':' + k for k in args)})"
+            " ORDER BY run_id, system DESC, tag",
+            args,
+        )
+        for row in rows:
+            out[row.pop("run_id")].append(row)
+        return out
+
     def run_params(self, run_id: int) -> dict[str, Any]:
         rows = self.db.query("SELECT name, value FROM params WHERE run_id = :run ORDER BY name", dict(run=run_id))
         return {r["name"]: json.loads(r["value"]) for r in rows}
