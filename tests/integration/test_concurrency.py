@@ -101,3 +101,30 @@ def test_four_flows_at_once_on_one_fresh_store(tmp_path: Path, monkeypatch: pyte
         assert run.metric("setup").values == [1.0]
     total_metrics = sum(len(metadata.metrics(r["id"])) for r in runs)
     assert total_metrics == sum(b * (METRICS_PER_BRANCH + 2) + 1 for b in branches.values())
+
+
+def _open_fresh(path: str, gate: str) -> str:
+    from matinee.core.storage.db import SqliteDatabase
+
+    while not os.path.exists(gate):
+        time.sleep(0.001)
+    try:
+        SqliteDatabase(Path(path)).close()
+    except Exception as exc:  # reported to the parent, which asserts on it
+        return repr(exc)
+    return ""
+
+
+def test_many_processes_opening_one_fresh_database_never_see_locked(tmp_path: Path) -> None:
+    """Switching a fresh file to WAL answers "locked" at once under a race; opening must wait instead."""
+    import multiprocessing
+
+    errors = []
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        for trial in range(20):
+            gate = tmp_path / f"go{trial}"
+            pending = pool.starmap_async(_open_fresh, [(str(tmp_path / f"m{trial}.db"), str(gate))] * 8)
+            time.sleep(0.05)
+            gate.touch()
+            errors += [e for e in pending.get(timeout=60) if e]
+    assert errors == []

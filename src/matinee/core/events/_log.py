@@ -32,6 +32,7 @@ from matinee.core.events._records import (
     feedback_row,
     parse_time,
 )
+from matinee.core.storage.db import enable_wal
 from matinee.errors import ParameterError, StorageError
 
 DURABILITIES = ("relaxed", "strict")
@@ -193,7 +194,7 @@ class EventLog:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            enable_wal(conn, self.path, 30)
             conn.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'strict' else 'NORMAL'}")
             conn.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:

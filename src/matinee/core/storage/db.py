@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +32,32 @@ SCHEMA_REVISION = "0002"
 SCHEMA_VERSION = int(SCHEMA_REVISION)
 
 Row = dict[str, Any]
+
+
+def enable_wal(conn: sqlite3.Connection, path: Path, timeout: float) -> None:
+    """Put the SQLite database at ``path`` in WAL mode, safely under concurrency.
+
+    Switching a fresh database to WAL needs an exclusive lock, and SQLite answers
+    "database is locked" at once -- without waiting on the busy timeout -- when
+    another process is doing the same switch. So the switch happens once, under
+    a file lock beside the database, and is retried until ``timeout``. A database
+    already in WAL mode (the usual case) costs one pragma read.
+    """
+    if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+        return
+    import fcntl
+
+    deadline = time.monotonic() + timeout
+    with open(path.with_name(path.name + ".migrate-lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
 
 class Database(Protocol):
@@ -110,7 +137,7 @@ class SqliteDatabase:
         )
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        enable_wal(conn, self.path, self.busy_timeout)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         return conn
