@@ -15,6 +15,7 @@ The hierarchy::
     ├── TaskFailed                    a task raised, timed out or its process died
     ├── RunFailed                     a run finished unsuccessfully
     ├── MergeError                    ``merge_artifacts`` found conflicting values
+    ├── ConflictError                 the state a change expected has moved on (409)
     └── NotSupportedError             an operation this object does not offer (501)
 
 Library code raises these; only the edges (the CLI, the HTTP server) turn them into
@@ -121,6 +122,12 @@ class RunFailed(MatineeError):
 
 class MergeError(MatineeError):
     """``merge_artifacts`` found artifacts whose values differ between inputs."""
+
+
+class ConflictError(MatineeError):
+    """The change was refused because the state it expected has moved on (someone else changed it)."""
+
+    status = 409
 
 
 class NotSupportedError(MatineeError):

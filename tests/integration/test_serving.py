@@ -300,6 +300,12 @@ def test_deployment_from_toml(tmp_path: Path) -> None:
     (lambda: Deployment(recs=Endpoint("r@c"), poll_interval=0), "poll_interval"),
     (lambda: Deployment(), "recs"),
     (lambda: Deployment.from_dict({"recs": {"model": "r@c", "colour": 1}}), "colour"),
+    (lambda: Deployment(recs=Endpoint("r@c"), max_in_flight=0), "max_in_flight"),
+    (lambda: Deployment(recs=Endpoint("r@c"), learn_batch=2.5), "learn_batch"),
+    (lambda: Deployment(recs=Endpoint("r@c"), learn="yes"), "learn"),
+    (lambda: Deployment(recs=Endpoint("r@c"), snapshot_interval=-1), "snapshot_interval"),
+    (lambda: Deployment(recs=Endpoint("r@c"), durability="eventually"), "durability"),
+    (lambda: Deployment.from_dict({"recs": "r@c", "max_in_flight": True}), "max_in_flight"),
 ])
 def test_bad_deployments(make: Any, field: str) -> None:
     with pytest.raises(ConfigError) as info:

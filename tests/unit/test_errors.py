@@ -35,7 +35,7 @@ def test_the_module_defines_the_expected_errors() -> None:
     assert {c.__name__ for c in CLASSES} == {
         "MatineeError", "ConfigError", "FlowError", "GraphError", "ParameterError", "NotFoundError",
         "NamespaceError", "ArtifactError", "CorruptArtifactError", "StorageError", "TaskFailed", "RunFailed",
-        "MergeError", "NotSupportedError",
+        "MergeError", "ConflictError", "NotSupportedError",
     }
 
 
@@ -66,7 +66,8 @@ def test_specific_errors_are_caught_by_their_family(cls: type, parent: type) -> 
     [
         (MatineeError, 500), (ConfigError, 400), (FlowError, 400), (GraphError, 400), (ParameterError, 400),
         (NotFoundError, 404), (NamespaceError, 404), (ArtifactError, 500), (CorruptArtifactError, 500),
-        (StorageError, 500), (TaskFailed, 500), (RunFailed, 500), (MergeError, 500), (errors.NotSupportedError, 501),
+        (StorageError, 500), (TaskFailed, 500), (RunFailed, 500), (MergeError, 500), (errors.ConflictError, 409),
+        (errors.NotSupportedError, 501),
     ],
     ids=lambda v: v.__name__ if isinstance(v, type) else str(v),
 )

@@ -235,20 +235,28 @@ def config(as_json: bool) -> None:
 @click.option("--sim-size", default="small", show_default=True,
               type=click.Choice(["tiny", "small", "medium", "large"]), help="Size of the simulated service.")
 @click.option("--seed", default=7, show_default=True, help="Random seed of the simulation.")
-@click.option("--only", type=click.Choice(["recs", "artwork"]), help="Run only the recommendations or the artwork part.")
+@click.option("--only", type=click.Choice(["recs", "artwork"]),
+              help="Train and register only the recommendations or the artwork part (nothing is served).")
+@click.option("--quick", is_flag=True, help="Less training and traffic: the whole loop in a few seconds.")
 @json_option
-def demo(movielens: str | None, sim_size: str, seed: int, only: str | None, as_json: bool) -> None:
-    """Train and compare six recommenders, then six artwork policies, in real flows, and show the results.
+def demo(movielens: str | None, sim_size: str, seed: int, only: str | None, quick: bool, as_json: bool) -> None:
+    """The whole loop: train, register, serve, learn online from simulated members, and report.
 
-    Recommendations: by default on the built-in simulated streaming service;
-    with --movielens DIR on a MovieLens (ml-latest family) folder. Artwork: the
-    policies learn online on the simulator's artwork bandit problem, are fitted
-    on logged feedback and evaluated off-policy; an HTML report shows the
-    learning curves and the estimates.
+    Trains six recommenders and six artwork policies in real flows on the
+    built-in simulated streaming service; registers the best recommender and
+    the artwork policy picked by off-policy DR as champions (the runner-up as
+    challenger); serves them with `matinee serve` on a free port of 127.0.0.1
+    with a 50/50 artwork split that learns online; sends simulated members'
+    traffic over HTTP with feedback decided by the simulator's ground truth;
+    stops the server with SIGTERM; and prints online take rates against the
+    off-policy estimates, the event log and the registry versions it created
+    (online snapshots included), with an HTML report. Nothing to start, no
+    network beyond 127.0.0.1. With --movielens DIR the recommenders train on a
+    MovieLens folder and nothing is served.
     """
     from matinee.cli.demo import run_demo
 
-    run_demo(movielens=movielens, sim_size=sim_size, seed=seed, as_json=as_json, only=only)
+    run_demo(movielens=movielens, sim_size=sim_size, seed=seed, as_json=as_json, only=only, quick=quick)
 
 
 @cli.command()
@@ -257,15 +265,35 @@ def demo(movielens: str | None, sim_size: str, seed: int, only: str | None, as_j
 @click.option("--artwork", metavar="NAME@ALIAS", help="Serve this artwork policy at /artwork.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Worker processes sharing the port.")
 @click.option("--poll-interval", type=float, help="Seconds between registry checks for moved aliases [default: 2].")
+@click.option("--durability", type=click.Choice(["relaxed", "strict"]),
+              help="Event log durability: strict answers only after the decision is fsync'ed [default: relaxed].")
+@click.option("--max-in-flight", type=click.IntRange(min=1),
+              help="Requests handled at once beyond which POSTs get 503 + Retry-After [default: 256].")
+@click.option("--learn/--no-learn", default=None,
+              help="Let the artwork policy learn online from feedback and snapshot itself to the registry.")
+@click.option("--snapshot-interval", type=click.FloatRange(min=0),
+              help="Seconds between online snapshots; 0 only at shutdown [default: 30].")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Server log level.")
-def serve(deployment_file: str | None, recs: str | None, artwork: str | None, host: str, port: int,
-          poll_interval: float | None, log_level: str) -> None:
+def serve(deployment_file: str | None, recs: str | None, artwork: str | None, host: str, port: int, workers: int,
+          poll_interval: float | None, durability: str | None, max_in_flight: int | None, learn: bool | None,
+          snapshot_interval: float | None, log_level: str) -> None:
     """Serve registered models over HTTP, swapping in new versions when their aliases move.
 
     Give a deployment file (TOML: [recs] and [artwork] tables with model, and
-    optionally split and salt) or --recs / --artwork; the options override the file.
+    optionally split and salt; top-level poll_interval, durability,
+    max_in_flight, learn, learn_batch, snapshot_interval, event_log) or
+    --recs / --artwork; the options override the file. SIGTERM drains the
+    requests in flight and flushes the event log before exiting.
+
+    \b
+    Examples:
+      matinee serve --recs ranker@champion --artwork artwork@champion
+      matinee serve deployment.toml --workers 2
+      matinee serve --artwork artwork@champion --learn --snapshot-interval 60
     """
     import dataclasses
 
@@ -280,13 +308,14 @@ def serve(deployment_file: str | None, recs: str | None, artwork: str | None, ho
         changes["recs"] = Endpoint(recs)
     if artwork is not None:
         changes["artwork"] = Endpoint(artwork)
-    if poll_interval is not None:
-        changes["poll_interval"] = poll_interval
+    options = {"poll_interval": poll_interval, "durability": durability, "max_in_flight": max_in_flight,
+               "learn": learn, "snapshot_interval": snapshot_interval}
+    changes.update({name: value for name, value in options.items() if value is not None})
     if deployment_file is not None:
         deployment = dataclasses.replace(load_deployment(deployment_file), **changes)
     else:
         deployment = Deployment(**changes)
-    run_server(deployment, host=host, port=port, log_level=log_level)
+    run_server(deployment, host=host, port=port, workers=workers, log_level=log_level)
 
 
 def _add_groups() -> None:

@@ -109,6 +109,43 @@ class Policy:
         self._update(feedback)
         return self
 
+    def learn(
+        self,
+        context: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        propensity: np.ndarray,
+        action_features: np.ndarray | None = None,
+        candidates: np.ndarray | None = None,
+    ) -> Policy:
+        """Learn from rounds given as plain arrays, as a server learning online does; returns ``self``.
+
+        The same as :meth:`update` with a :class:`LoggedFeedback` of these fields;
+        the number of actions comes from ``candidates``, ``action_features`` or
+        what the policy already learned.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from matinee.apps.artwork.policies import EpsilonGreedy
+        >>> policy = EpsilonGreedy(epsilon=0.1, n_actions=2, random_state=0)
+        >>> policy = policy.learn(np.zeros((2, 1)), [0, 1], [1.0, 0.0], [0.5, 0.5])
+        >>> policy.probabilities(np.zeros((1, 1))).round(2).tolist()
+        [[0.95, 0.05]]
+        """
+        if candidates is not None:
+            n_actions = np.shape(candidates)[-1]
+        elif action_features is not None:
+            n_actions = np.shape(action_features)[-2]
+        else:
+            n_actions = getattr(self, "n_actions_", None) or getattr(self, "n_actions", None)
+            if n_actions is None:
+                raise ParameterError(f"{type(self).__name__} cannot tell how many actions there are: pass "
+                                     "candidates or action_features", parameter="candidates")
+        feedback = LoggedFeedback(context=context, action=action, reward=reward, propensity=propensity,
+                                  n_actions=int(n_actions), action_features=action_features, candidates=candidates)
+        return self.update(feedback)
+
     def _probabilities(self, context: np.ndarray, action_features: np.ndarray | None,
                        candidates: np.ndarray | None) -> np.ndarray:
         raise NotImplementedError

@@ -137,6 +137,7 @@ class EventLog:
         self._closed = False
         self._failures: list[tuple[int, int, StorageError]] = []
         self._thread: threading.Thread | None = None
+        self._reader: sqlite3.Connection | None = None
 
     # -- writing ---------------------------------------------------------------------
     def append_decision(self, record: Any) -> str:
@@ -300,6 +301,9 @@ class EventLog:
             atexit.unregister(self.close)
         with self._cond:
             self._closed = True
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
     def __enter__(self) -> EventLog:
         return self
@@ -308,6 +312,27 @@ class EventLog:
         self.close()
 
     # -- reading ---------------------------------------------------------------------
+    def has_decision(self, decision_id: str) -> bool:
+        """Whether a decision with this id is committed to the log, by this or any other process.
+
+        Appends of this instance still waiting for their batch are not seen; a
+        server remembers its own recent decisions and asks the log about older ones.
+        """
+        with self._cond:
+            if self._reader is None:
+                if not self.path.exists():
+                    return False
+                self._reader = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, timeout=30,
+                                               check_same_thread=False)
+            reader = self._reader
+        try:
+            row = reader.execute("SELECT 1 FROM decisions WHERE decision_id = ?", (decision_id,)).fetchone()
+        except sqlite3.Error as exc:
+            if "no such table" in str(exc):
+                return False
+            raise StorageError(f"cannot read the event log {self.path}: {exc}", path=str(self.path)) from exc
+        return row is not None
+
     def _query(self, sql: str, params: tuple[Any, ...], columns: Iterable[str]) -> pd.DataFrame:
         if self._thread is not None and not self._closing:
             self.flush()

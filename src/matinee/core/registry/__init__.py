@@ -33,6 +33,7 @@ from matinee.errors import NotFoundError, ParameterError
 __all__ = [
     "AliasChange",
     "ModelVersion",
+    "advance_alias",
     "alias_history",
     "delete_alias",
     "get_model",
@@ -461,12 +462,29 @@ def promote(name: str, version: int, alias: str = "champion") -> ModelVersion:
     return _move(name, alias, version, "promote")
 
 
-def _move(name: str, alias: str, version: int, action: str) -> ModelVersion:
+def advance_alias(name: str, alias: str, version: int, *, expected: int, action: str = "snapshot") -> ModelVersion:
+    """Move ``alias`` to ``version`` only if it still points at ``expected``, in one transaction.
+
+    What a process uses to publish work built on the version it loaded (an
+    online-learning server's snapshot) without undoing a promotion someone made
+    in the meantime.
+
+    Raises
+    ------
+    ConflictError
+        The alias no longer points at ``expected``; nothing changed.
+    NotFoundError
+        No such model or version.
+    """
+    return _move(name, alias, version, action, expected=check_version(expected))
+
+
+def _move(name: str, alias: str, version: int, action: str, expected: int | None = None) -> ModelVersion:
     store = open_store()
     check_alias(alias)
     version = check_version(version)
     _require_model(store, name)
-    store.metadata.move_alias(name, alias, version, action, store.settings.user)
+    store.metadata.move_alias(name, alias, version, action, store.settings.user, expected=expected)
     return get_model(name, version)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 import uuid
 from collections import OrderedDict
@@ -38,12 +39,19 @@ from starlette.routing import Route
 from matinee import __version__
 from matinee.core.events import EventLog
 from matinee.core.serving.config import Deployment, Endpoint
+from matinee.core.serving.learning import OnlineLearner, Round
 from matinee.core.serving.openapi import openapi_document
-from matinee.core.serving.requests import ArtworkRequest, FeedbackRequest, RecsRequest, parse_body
+from matinee.core.serving.requests import (
+    ArtworkRequest,
+    FeedbackRequest,
+    InvalidRequest,
+    RecsRequest,
+    parse_body,
+)
 from matinee.core.serving.slots import Loaded, Slot
 from matinee.errors import MatineeError, NotFoundError
 
-__all__ = ["ModelUnavailable", "Server", "build_app"]
+__all__ = ["ModelUnavailable", "Overloaded", "Server", "build_app"]
 
 #: Decision ids remembered for feedback validation.
 MAX_REMEMBERED = 1_000_000
@@ -87,9 +95,20 @@ class Metrics:
                                    ["model", "alias"], registry=self.registry)
         self.swaps = Counter("matinee_model_swaps", "Model versions swapped in after an alias moved.",
                              ["model", "alias"], registry=self.registry)
+        self.online_rounds = Counter("matinee_online_rounds", "Rounds the served policy learned from online.",
+                                     ["model", "alias"], registry=self.registry)
+        self.snapshots = Counter("matinee_snapshots", "Online snapshots registered and served.",
+                                 ["model", "alias"], registry=self.registry)
 
 
 Handler = Callable[[Request], Awaitable[tuple[Any, Loaded | None]]]
+
+
+class Overloaded(MatineeError):
+    """More requests are being handled than the deployment's ``max_in_flight``; retry shortly."""
+
+    status = 503
+    retry_after = 1
 
 
 class Server:
@@ -109,22 +128,35 @@ class Server:
             for alias in endpoint.aliases:
                 self.slots.setdefault((endpoint.name, alias), Slot(endpoint.name, alias))
         self.events: EventLog | None = None
+        self.learner: OnlineLearner | None = None
+        if deployment.learn and deployment.artwork is not None:
+            self.learner = OnlineLearner(deployment.learn_batch, on_learn=self._learned)
+        self.in_flight = 0
         self._decisions: OrderedDict[str, None] = OrderedDict()
-        self._poller: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        """Load the models and open the event log; poll the registry until shutdown."""
+        """Load the models and open the event log; poll the registry (and snapshot) until shutdown.
+
+        At shutdown -- after the ASGI server has finished the requests in flight --
+        policies that learned are snapshotted and the event log is flushed and closed.
+        """
         self.events = EventLog(self.deployment.event_log, durability=self.deployment.durability)
         await self.refresh()
-        self._poller = asyncio.create_task(self._poll())
+        self._tasks = [asyncio.create_task(self._poll())]
+        if self.learner is not None and self.deployment.snapshot_interval > 0:
+            self._tasks.append(asyncio.create_task(self._snapshots()))
         try:
             yield
         finally:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+            for task in self._tasks:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self.snapshot()
             events, self.events = self.events, None
             await asyncio.to_thread(events.close)
 
@@ -133,92 +165,200 @@ class Server:
         for slot in self.slots.values():
             if await asyncio.to_thread(slot.refresh):
                 self.metrics.swaps.labels(slot.name, slot.alias).inc()
+                if self.learner is not None:
+                    self.learner.reset(slot)
             if slot.current is not None:
                 self.metrics.model_version.labels(slot.name, slot.alias).set(slot.current.version)
+
+    async def snapshot(self) -> None:
+        """Snapshot every policy that learned since its last snapshot (see :mod:`.learning`)."""
+        if self.learner is None:
+            return
+        for slot in self.slots.values():
+            version = await self.learner.snapshot(slot)
+            if version is not None:
+                self.metrics.snapshots.labels(slot.name, slot.alias).inc()
+                self.metrics.model_version.labels(slot.name, slot.alias).set(version)
 
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.deployment.poll_interval)
             await self.refresh()
 
+    async def _snapshots(self) -> None:
+        while True:
+            await asyncio.sleep(self.deployment.snapshot_interval)
+            await self.snapshot()
+
+    def _learned(self, slot: Slot, rounds: int) -> None:
+        self.metrics.online_rounds.labels(slot.name, slot.alias).inc(rounds)
+
     @property
     def ready(self) -> bool:
         return all(slot.current is not None for slot in self.slots.values())
 
-    def _model(self, endpoint_name: str, member: Any) -> tuple[Loaded, str]:
+    def _endpoint(self, endpoint_name: str) -> Endpoint:
         endpoint: Endpoint | None = getattr(self.deployment, endpoint_name)
         if endpoint is None:
             raise NotFoundError(f"this server has no {endpoint_name} model", field=None)
+        return endpoint
+
+    def _model(self, endpoint: Endpoint, member: Any) -> tuple[Loaded, str]:
         arm = endpoint.arm(member)
         loaded = self.slots[(endpoint.name, arm)].current
         if loaded is None:
             raise ModelUnavailable(f"model {endpoint.name}@{arm} is not loaded yet", model=endpoint.name, alias=arm)
         return loaded, arm
 
-    # -- endpoints ---------------------------------------------------------------------
+    # -- recommendations ---------------------------------------------------------------
     async def recommendations(self, request: Request) -> tuple[Any, Loaded | None]:
         req = RecsRequest.parse(parse_body(await request.body()))
-        loaded, arm = self._model("recs", req.user_id)
-        exclude = set(req.exclude)
-        recs = loaded.model.recommend(
-            [req.user_id], req.k + len(exclude), exclude_seen=True,
-            candidates=None if req.candidates is None else list(req.candidates), unknown="popular",
-        )
-        items, scores = [], []
-        for item, score in zip(np.asarray(recs.items)[0].tolist(), np.asarray(recs.scores, dtype=float)[0].tolist(),
-                               strict=True):
-            if item is None or not np.isfinite(score) or item in exclude:
-                continue
-            items.append(item)
-            scores.append(score)
-            if len(items) == req.k:
-                break
-        body = {"user_id": req.user_id, "items": items, "scores": scores, "fallback": bool(recs.fallback[0]),
-                "model": loaded.name, "version": loaded.version, "arm": arm}
+        (body, loaded), = self._recommend([req])
         return body, loaded
 
+    async def recommendations_batch(self, request: Request) -> tuple[Any, Loaded | None]:
+        reqs = _parse_batch(parse_body(await request.body()), RecsRequest.parse)
+        answers = self._recommend(reqs)
+        return {"results": [body for body, _ in answers]}, answers[0][1]
+
+    def _recommend(self, reqs: list[RecsRequest]) -> list[tuple[dict[str, Any], Loaded]]:
+        """Answer recommendation requests; those of one model without candidates share one call."""
+        endpoint = self._endpoint("recs")
+        routed = [self._model(endpoint, req.user_id) for req in reqs]
+        answers: list[tuple[dict[str, Any], Loaded] | None] = [None] * len(reqs)
+        groups: dict[int, list[int]] = {}
+        for i, (req, (loaded, _)) in enumerate(zip(reqs, routed, strict=True)):
+            if req.candidates is None:
+                groups.setdefault(id(loaded), []).append(i)
+            else:
+                groups[-1 - i] = [i]  # a candidate set of its own: one call
+        for members in groups.values():
+            loaded = routed[members[0]][0]
+            first = reqs[members[0]]
+            depth = max(reqs[i].k + len(reqs[i].exclude) for i in members)
+            recs = loaded.model.recommend(
+                [reqs[i].user_id for i in members], depth, exclude_seen=True,
+                candidates=None if first.candidates is None else list(first.candidates), unknown="popular",
+            )
+            items_rows = np.asarray(recs.items).tolist()
+            score_rows = np.asarray(recs.scores, dtype=float).tolist()
+            fallback = np.asarray(recs.fallback).tolist()
+            for row, i in enumerate(members):
+                req, arm = reqs[i], routed[i][1]
+                exclude = set(req.exclude)
+                items, scores = [], []
+                for item, score in zip(items_rows[row], score_rows[row], strict=True):
+                    if item is None or not math.isfinite(score) or item in exclude:
+                        continue
+                    items.append(item)
+                    scores.append(score)
+                    if len(items) == req.k:
+                        break
+                answers[i] = ({"user_id": req.user_id, "items": items, "scores": scores,
+                               "fallback": bool(fallback[row]), "model": loaded.name, "version": loaded.version,
+                               "arm": arm}, loaded)
+        return [a for a in answers if a is not None]
+
+    # -- artwork -----------------------------------------------------------------------
     async def artwork(self, request: Request) -> tuple[Any, Loaded | None]:
         req = ArtworkRequest.parse(parse_body(await request.body()))
-        loaded, arm = self._model("artwork", req.user_id)
-        n = len(req.titles)
-        width = max(len(t.variant_ids) for t in req.titles)
-        dims = len(req.titles[0].features[0])
-        mask = np.zeros((n, width), dtype=bool)
-        features = np.zeros((n, width, dims))
-        for i, title in enumerate(req.titles):
-            mask[i, :len(title.variant_ids)] = True
-            if dims:
-                features[i, :len(title.variant_ids)] = title.features
-        context = np.tile(np.asarray(req.context, dtype=np.float64), (n, 1))
-        choice = loaded.model.choose(context, features if dims else None, mask)
-        actions = np.asarray(choice.actions).tolist()
-        propensities = np.asarray(choice.propensities, dtype=float).tolist()
+        (body, loaded), = await self._choose([req])
+        return body, loaded
+
+    async def artwork_batch(self, request: Request) -> tuple[Any, Loaded | None]:
+        reqs = _parse_batch(parse_body(await request.body()), ArtworkRequest.parse)
+        answers = await self._choose(reqs)
+        return {"results": [body for body, _ in answers]}, answers[0][1]
+
+    async def _choose(self, reqs: list[ArtworkRequest]) -> list[tuple[dict[str, Any], Loaded]]:
+        """Choose artwork for requests; those answered by one policy share one ``choose`` call."""
+        endpoint = self._endpoint("artwork")
+        routed = [self._model(endpoint, req.user_id) for req in reqs]
+        dims = {len(req.context) for req in reqs}
+        groups: dict[int, list[int]] = {}
+        for i, (loaded, _) in enumerate(routed):
+            groups.setdefault(id(loaded), []).append(i)
+        answers: list[tuple[dict[str, Any], Loaded] | None] = [None] * len(reqs)
+        records: list[dict[str, Any]] = []
         now = time.time()
-        choices, records = [], []
-        for title, action, propensity in zip(req.titles, actions, propensities, strict=True):
-            decision_id = uuid.uuid4().hex
-            variant = title.variant_ids[action]
-            choices.append({"title_id": title.title_id, "variant_id": variant, "propensity": propensity,
-                            "decision_id": decision_id})
-            records.append({"decision_id": decision_id, "ts": now, "unit_id": req.user_id, "context": req.context,
-                            "candidates": list(title.variant_ids), "action": variant, "propensity": propensity,
-                            "endpoint": "artwork", "model": loaded.name, "model_version": loaded.version,
-                            "arm": arm})
+        for members in groups.values():
+            loaded = routed[members[0]][0]
+            titles = [(i, title) for i in members for title in reqs[i].titles]
+            known = getattr(loaded.model, "n_actions_", None)
+            widest = max(len(t.variant_ids) for _, t in titles)
+            if isinstance(known, int) and widest > known:
+                i, t = next((i, t) for i, t in titles if len(t.variant_ids) > known)
+                j = reqs[i].titles.index(t)
+                raise InvalidRequest(f"titles.{j}.variants has {len(t.variant_ids)} variants; the policy "
+                                     f"{loaded.name} version {loaded.version} knows {known}", f"titles.{j}.variants")
+            width = known if isinstance(known, int) else widest
+            k = len(titles[0][1].features[0])
+            if len(dims) > 1 or any(len(t.features[0]) != k for _, t in titles):
+                raise InvalidRequest("every request of a batch needs contexts and features of one length", "requests")
+            n = len(titles)
+            mask = np.zeros((n, width), dtype=bool)
+            features = np.zeros((n, width, k)) if k else None
+            context = np.empty((n, len(reqs[members[0]].context)))
+            for row, (i, title) in enumerate(titles):
+                mask[row, : len(title.variant_ids)] = True
+                if features is not None:
+                    features[row, : len(title.variant_ids)] = title.features
+                context[row] = reqs[i].context
+            choice = loaded.model.choose(context, features, mask)
+            actions = np.asarray(choice.actions).tolist()
+            propensities = np.asarray(choice.propensities, dtype=float).tolist()
+            slot = self.slots[(loaded.name, loaded.alias)]
+            bodies: dict[int, list[dict[str, Any]]] = {i: [] for i in members}
+            for row, (i, title) in enumerate(titles):
+                decision_id = uuid.uuid4().hex
+                action, propensity = actions[row], propensities[row]
+                variant = title.variant_ids[action]
+                req, arm = reqs[i], routed[i][1]
+                bodies[i].append({"title_id": title.title_id, "variant_id": variant, "propensity": propensity,
+                                  "decision_id": decision_id})
+                records.append({"decision_id": decision_id, "ts": now, "unit_id": req.user_id,
+                                "context": req.context, "candidates": list(title.variant_ids), "action": variant,
+                                "propensity": propensity, "endpoint": "artwork", "model": loaded.name,
+                                "model_version": loaded.version, "arm": arm})
+                if self.learner is not None:
+                    self.learner.remember(decision_id, Round(
+                        slot, loaded.model, context[row], None if features is None else features[row],
+                        mask[row], int(action), float(propensity)))
+            for i in members:
+                arm = routed[i][1]
+                answers[i] = ({"user_id": reqs[i].user_id, "choices": bodies[i], "model": loaded.name,
+                               "version": loaded.version, "arm": arm}, loaded)
+                self.metrics.decisions.labels(loaded.name, str(loaded.version), arm).inc(len(bodies[i]))
         await self._log(records, [])
         for record in records:
             self._remember(record["decision_id"])
-        self.metrics.decisions.labels(loaded.name, str(loaded.version), arm).inc(len(records))
-        body = {"user_id": req.user_id, "choices": choices, "model": loaded.name, "version": loaded.version,
-                "arm": arm}
-        return body, loaded
+        return [a for a in answers if a is not None]
 
+    # -- feedback ----------------------------------------------------------------------
     async def feedback(self, request: Request) -> tuple[Any, Loaded | None]:
         req = FeedbackRequest.parse(parse_body(await request.body()))
-        if req.decision_id not in self._decisions:
+        if req.decision_id not in self._decisions and not await self._logged(req.decision_id):
             raise NotFoundError(f"unknown decision id {req.decision_id!r}", field="decision_id")
         await self._log([], [{"decision_id": req.decision_id, "event": req.event, "reward": req.reward}])
         self.metrics.feedback.labels(req.event).inc()
+        if self.learner is not None:
+            self.learner.feedback(req.decision_id, req.reward)
         return {"decision_id": req.decision_id, "accepted": True}, None
+
+    async def _logged(self, decision_id: str) -> bool:
+        """Whether the event log holds the decision: one made before a restart, or by another worker.
+
+        Another process commits its decisions within its flush interval, so a
+        miss is checked once more after a short wait.
+        """
+        events = self.events
+        if events is None:
+            return False
+        for wait in (0.0, 0.05):
+            await asyncio.sleep(wait)
+            if await asyncio.to_thread(events.has_decision, decision_id):
+                return True
+        return False
 
     async def _log(self, decisions: list[dict[str, Any]], feedback: list[dict[str, Any]]) -> None:
         events = self.events
@@ -236,12 +376,21 @@ class Server:
 
     # -- plumbing ----------------------------------------------------------------------
     def instrument(self, name: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        """Wrap ``handler`` with request counting and timing; errors go on to the app's handler."""
+        """Wrap ``handler`` with the in-flight limit, request counting and timing.
+
+        Errors go on to the app's handler, which answers them as JSON.
+        """
+        limit = self.deployment.max_in_flight
 
         async def endpoint(request: Request) -> Response:
             start = time.perf_counter()
             loaded: Loaded | None = None
             status = 500
+            if self.in_flight >= limit:
+                status = Overloaded.status
+                self.metrics.requests.labels(name, "", "", str(status)).inc()
+                raise Overloaded(f"more than {limit} requests in flight; retry in {Overloaded.retry_after} s")
+            self.in_flight += 1
             try:
                 body, loaded = await handler(request)
                 status = 200
@@ -250,6 +399,7 @@ class Server:
                 status = exc.status
                 raise
             finally:
+                self.in_flight -= 1
                 model, version = (loaded.name, str(loaded.version)) if loaded else ("", "")
                 self.metrics.requests.labels(name, model, version, str(status)).inc()
                 self.metrics.latency.labels(name, model, version).observe(time.perf_counter() - start)
@@ -257,11 +407,39 @@ class Server:
         return endpoint
 
 
+#: Requests in one batch call at most.
+MAX_BATCH = 1_000
+
+
+def _parse_batch(data: dict[str, Any], parse: Callable[[dict[str, Any]], Any]) -> list[Any]:
+    """The ``requests`` of a batch body, each parsed; errors name ``requests.<i>.<field>``."""
+    if set(data) - {"requests"}:
+        extra = sorted(set(data) - {"requests"})[0]
+        raise InvalidRequest(f"unknown field {extra}", extra)
+    items = data.get("requests")
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+        raise InvalidRequest(f"requests must be a list of 1 to {MAX_BATCH} request objects", "requests")
+    parsed = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"requests.{i} must be an object", f"requests.{i}")
+        try:
+            parsed.append(parse(item))
+        except InvalidRequest as exc:
+            inner = exc.fields.get("field")
+            field = f"requests.{i}" if inner is None else f"requests.{i}.{inner}"
+            raise InvalidRequest(f"requests.{i}: {exc.message}", field, status=exc.status) from None
+    return parsed
+
+
 async def _error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MatineeError)
     body = exc.to_dict()
     body.setdefault("field", body.get("parameter"))
-    return json_response(body, status=exc.status)
+    response = json_response(body, status=exc.status)
+    if isinstance(exc, Overloaded):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def build_app(deployment: Deployment) -> Starlette:
@@ -282,8 +460,8 @@ def build_app(deployment: Deployment) -> Starlette:
     --------
     >>> from matinee.core.serving import Deployment, Endpoint, build_app
     >>> app = build_app(Deployment(recs=Endpoint("ranker@champion")))
-    >>> sorted(route.path for route in app.routes)[:3]
-    ['/artwork', '/feedback', '/healthz']
+    >>> sorted(route.path for route in app.routes)[:4]
+    ['/artwork', '/artwork/batch', '/feedback', '/healthz']
     """
     server = Server(deployment)
     document = openapi_document(__version__)
@@ -305,7 +483,10 @@ def build_app(deployment: Deployment) -> Starlette:
 
     routes = [
         Route("/recommendations", server.instrument("recommendations", server.recommendations), methods=["POST"]),
+        Route("/recommendations/batch", server.instrument("recommendations_batch", server.recommendations_batch),
+              methods=["POST"]),
         Route("/artwork", server.instrument("artwork", server.artwork), methods=["POST"]),
+        Route("/artwork/batch", server.instrument("artwork_batch", server.artwork_batch), methods=["POST"]),
         Route("/feedback", server.instrument("feedback", server.feedback), methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

@@ -16,11 +16,16 @@ A TOML file holds the same fields::
     model = "artwork@champion"
     salt = "artwork-2026-11"
     split = { champion = 90, challenger = 10 }
+
+Top-level fields besides ``poll_interval``: ``event_log``, ``durability``,
+``max_in_flight``, ``learn``, ``learn_batch`` and ``snapshot_interval`` (see
+:class:`Deployment`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -135,6 +140,16 @@ class Deployment:
         The decision and feedback log's file; default ``<MATINEE_HOME>/events/events.db``.
     durability
         The event log's durability, ``"relaxed"`` or ``"strict"``.
+    max_in_flight
+        Requests handled at once beyond which a ``POST`` endpoint answers 503 with
+        ``Retry-After`` at once instead of queueing without bound.
+    learn
+        Let the artwork policy learn online from feedback (it must have a ``learn`` method).
+    learn_batch
+        Rounds of feedback per online update.
+    snapshot_interval
+        Seconds between snapshots of a policy that learned to the registry, as a
+        new version its alias then points at; 0 snapshots only at shutdown.
 
     Examples
     --------
@@ -148,12 +163,23 @@ class Deployment:
     poll_interval: float = 2.0
     event_log: str | None = None
     durability: str = "relaxed"
+    max_in_flight: int = 256
+    learn: bool = False
+    learn_batch: int = 64
+    snapshot_interval: float = 30.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.poll_interval, bool) or not isinstance(self.poll_interval, (int, float)) \
-                or not self.poll_interval > 0:
-            raise ConfigError(f"poll_interval must be a positive number, not {self.poll_interval!r}",
-                              field="poll_interval")
+        _number(self.poll_interval, "poll_interval", minimum=0, strict=True)
+        _number(self.snapshot_interval, "snapshot_interval", minimum=0)
+        _integer(self.max_in_flight, "max_in_flight")
+        _integer(self.learn_batch, "learn_batch")
+        if not isinstance(self.learn, bool):
+            raise ConfigError(f"learn must be true or false, not {self.learn!r}", field="learn")
+        if self.durability not in ("relaxed", "strict"):
+            raise ConfigError(f"durability must be 'relaxed' or 'strict', not {self.durability!r}",
+                              field="durability")
+        if self.event_log is not None and not isinstance(self.event_log, str):
+            raise ConfigError(f"event_log must be a file path, not {self.event_log!r}", field="event_log")
         if self.recs is None and self.artwork is None:
             raise ConfigError("a deployment needs a recs or an artwork model", field="recs")
 
@@ -164,7 +190,7 @@ class Deployment:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Deployment:
         """Build from plain data (a parsed TOML file)."""
-        known = {*ENDPOINTS, "poll_interval", "event_log", "durability"}
+        known = {*ENDPOINTS, *_SCALARS}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown deployment field(s): {', '.join(unknown)}", field=unknown[0])
@@ -182,6 +208,28 @@ class Deployment:
                 raise ConfigError(f"unknown field(s) in [{name}]: {', '.join(extra)}", field=extra[0])
             kwargs[name] = Endpoint(table["model"], dict(table.get("split", {})), table.get("salt", ""))
         return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data that :meth:`from_dict` turns back into this deployment."""
+        data: dict[str, Any] = {name: getattr(self, name) for name in _SCALARS if getattr(self, name) is not None}
+        for name, ep in self.endpoints().items():
+            data[name] = {"model": ep.model, "split": dict(ep.split), "salt": ep.salt}
+        return data
+
+
+_SCALARS = ("poll_interval", "event_log", "durability", "max_in_flight", "learn", "learn_batch", "snapshot_interval")
+
+
+def _number(value: Any, name: str, minimum: float, strict: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < minimum or (strict and value == minimum):
+        kind = "a positive number" if strict else f"a number >= {minimum:g}"
+        raise ConfigError(f"{name} must be {kind}, not {value!r}", field=name)
+
+
+def _integer(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, not {value!r}", field=name)
 
 
 def load_deployment(path: str | Path) -> Deployment:

@@ -83,6 +83,19 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 
+def _batch(item: str, results: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    request = {"type": "object", "required": ["requests"], "additionalProperties": False,
+               "properties": {"requests": {"type": "array", "minItems": 1, "maxItems": 1000,
+                                           "items": {"$ref": f"#/components/schemas/{item}"}}}}
+    response = {"type": "object", "properties": {
+        "results": {"type": "array", "items": {"$ref": f"#/components/schemas/{results}"}}}}
+    return request, response
+
+
+_SCHEMAS["RecsBatchRequest"], _SCHEMAS["RecsBatchResponse"] = _batch("RecsRequest", "RecsResponse")
+_SCHEMAS["ArtworkBatchRequest"], _SCHEMAS["ArtworkBatchResponse"] = _batch("ArtworkRequest", "ArtworkResponse")
+
+
 def _ref(name: str) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}}
 
@@ -93,7 +106,7 @@ def _post(summary: str, request: str, response: str | None) -> dict[str, Any]:
         ok.update(_ref(response))
     errors = {code: {"description": text, **_ref("Error")} for code, text in (
         ("400", "Malformed JSON"), ("404", "Unknown decision or endpoint not served"),
-        ("413", "Body too large"), ("422", "Invalid field"), ("503", "Model not loaded"))}
+        ("413", "Body too large"), ("422", "Invalid field"), ("503", "Model not loaded, or overloaded (see Retry-After)"))}
     return {"post": {"summary": summary, "requestBody": {"required": True, **_ref(request)},
                      "responses": {"200": ok, **errors}}}
 
@@ -109,7 +122,11 @@ def openapi_document(version: str) -> dict[str, Any]:
         "info": {"title": "matinee serving", "version": version},
         "paths": {
             "/recommendations": _post("Top-k items for a member", "RecsRequest", "RecsResponse"),
+            "/recommendations/batch": _post("Several recommendation requests in one call", "RecsBatchRequest",
+                                            "RecsBatchResponse"),
             "/artwork": _post("One artwork variant per title for a member", "ArtworkRequest", "ArtworkResponse"),
+            "/artwork/batch": _post("Several artwork requests in one call", "ArtworkBatchRequest",
+                                    "ArtworkBatchResponse"),
             "/feedback": _post("Feedback on a decision", "FeedbackRequest", None),
             "/healthz": _get("The process is up"),
             "/readyz": _get("Every model is loaded (503 otherwise)"),

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from matinee.core.registry import get_model
-from matinee.errors import MatineeError
+from matinee.errors import ConflictError, MatineeError
 
 __all__ = ["Loaded", "Slot"]
 
@@ -70,3 +71,16 @@ class Slot:
             self.error = None
             log.info("serving %s@%s version %d", self.name, self.alias, entry.version)
             return True
+
+    def advance(self, loaded: Loaded, version: int, move: Callable[[], Any]) -> None:
+        """Serve ``loaded``'s model object as ``version`` after ``move()`` pointed the alias at it.
+
+        For a version made from the loaded model itself (an online snapshot): the
+        object in memory stays, so nothing is reloaded and nothing learned since is
+        lost. Raises :class:`ConflictError` if another version was swapped in.
+        """
+        with self._lock:
+            if self.current is not loaded:
+                raise ConflictError(f"{self.name}@{self.alias} was swapped meanwhile", model=self.name)
+            move()
+            self.current = Loaded(self.name, self.alias, version, loaded.model)

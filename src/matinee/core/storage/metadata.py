@@ -18,7 +18,7 @@ from typing import Any
 
 from matinee.core.artifacts.store import ArtifactRef
 from matinee.core.storage.db import Database, Row, connect
-from matinee.errors import NotFoundError, ParameterError, StorageError
+from matinee.errors import ConflictError, NotFoundError, ParameterError, StorageError
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 
@@ -391,13 +391,22 @@ class MetadataStore:
             sql += " AND alias = :alias"
         return self.db.query(sql + " ORDER BY id", dict(name=name, alias=alias))
 
-    def move_alias(self, name: str, alias: str, version: int, action: str, user: str) -> int | None:
-        """Point ``alias`` at ``version`` and record it, atomically; returns the version it pointed at."""
+    def move_alias(self, name: str, alias: str, version: int, action: str, user: str,
+                   expected: int | None = None) -> int | None:
+        """Point ``alias`` at ``version`` and record it, atomically; returns the version it pointed at.
+
+        With ``expected``, the move happens only if the alias points at that
+        version now; otherwise :class:`~matinee.errors.ConflictError`.
+        """
         with self.db.transaction():
             self._lock_model(name)
             if self.model_version(name, version) is None:
                 raise NotFoundError(f"model {name!r} has no version {version}", model=name, version=version)
             old = self.model_alias(name, alias)
+            if expected is not None and (old is None or int(old["version"]) != expected):
+                now = None if old is None else int(old["version"])
+                raise ConflictError(f"alias {name}@{alias} points at version {now}, not {expected}; not moved",
+                                    model=name, alias=alias, version=now)
             self._write_alias(name, alias, old, version, action, user)
         return old["version"] if old else None
 
