@@ -1,0 +1,93 @@
+"""``matinee demo --quick``: the whole loop end to end, as a real process, with its server over real HTTP."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from matinee.core.events import EventLog
+from matinee.core.registry import alias_history, get_model
+
+
+def demo(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "matinee.cli.main", "demo", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_quick_demo_trains_registers_serves_learns_and_reports(tmp_path, home):
+    result = demo("--quick", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout)  # stdout is pure JSON; progress went to stderr
+    assert "== Serving" in result.stderr
+
+    # offline: both flows ran and their winners were registered from the runs' artifacts
+    assert out["mode"] == "quick" and len(out["leaderboard"]) == 6 and len(out["artwork"]["leaderboard"]) == 6
+    ranker = out["registry"]["demo-ranker"]["champion"]
+    assert ranker["source"].startswith(out["run"] + "/end/")
+    artwork = out["registry"]["demo-artwork"]
+    assert artwork["champion"]["source"].startswith(out["artwork"]["run"] + "/end/")
+    assert artwork["champion"]["policy"] == out["artwork"]["leaderboard"][0]["policy"]
+    assert artwork["challenger"]["policy"] == out["artwork"]["leaderboard"][1]["policy"]
+    assert get_model("demo-ranker", alias="champion").version == ranker["version"]
+
+    # online: both arms answered, every decision got its feedback, the server stopped cleanly
+    online = out["online"]
+    traffic = online["traffic"]
+    assert traffic["decisions"] >= 2_000 and traffic["feedback"] == traffic["decisions"]
+    arms = {row["arm"]: row for row in online["arms"]}
+    assert set(arms) == {"champion", "challenger"}
+    assert all(row["decisions"] > 500 for row in arms.values())
+    assert sum(row["decisions"] for row in arms.values()) == traffic["decisions"]
+    for row in arms.values():
+        assert 0 <= row["low"] <= row["take_rate"] <= row["high"] <= 1
+        assert row["uniform"] < row["expected"] <= row["oracle"]  # the policies beat a uniform choice
+        assert row["logged_decisions"] == row["decisions"]
+        assert row["estimate"] == artwork[row["arm"]]["dr"]
+    assert online["server"]["exit_code"] == 0
+
+    # the event log holds every decision and its feedback
+    events = online["event_log"]
+    assert events["decisions"] == traffic["decisions"] and events["feedback"] == traffic["decisions"]
+    joined = EventLog(home / "events" / "events.db").joined()
+    joined = joined[joined["model"] == "demo-artwork"]
+    assert len(joined) == traffic["decisions"] and (joined["n_feedback"] == 1).all()
+    assert set(joined["arm"]) == {"champion", "challenger"}
+    assert int(joined["reward"].sum()) == sum(row["plays"] for row in arms.values())
+
+    # the server learned online and snapshotted: the aliases now point at snapshot versions
+    assert online["snapshots"] and all("online-snapshot" in v["tags"] for v in online["snapshots"])
+    for alias in ("champion", "challenger"):
+        current = get_model("demo-artwork", alias=alias)
+        assert "online-snapshot" in current.tags and current.version > artwork[alias]["version"]
+    assert any(change.action == "snapshot" for change in alias_history("demo-artwork"))
+    registered = {(v["model"], v["version"]) for v in online["versions"]}
+    assert ("demo-artwork", artwork["champion"]["version"]) in registered
+
+    # the report opens offline
+    report = Path(out["report"])
+    assert report.is_file() and report.parent.parent == home / "demo"
+    page = report.read_text(encoding="utf-8")
+    assert '<script src="http' not in page and "Take rate per arm over time" in page
+    assert (report.parent / "deployment.toml").is_file()
+
+
+def test_only_recs_registers_without_serving(tmp_path, home):
+    result = demo("--sim-size", "tiny", "--only", "recs", "--json", cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout)
+    assert "artwork" not in out and "online" not in out
+    assert set(out["registry"]) == {"demo-ranker"}
+    assert get_model("demo-ranker", alias="champion").run_pathspec == out["run"]
+
+
+@pytest.mark.parametrize("module", ["matinee.apps.sim.traffic", "matinee.apps.artwork.live_report"])
+def test_docstring_examples_run(module):
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
