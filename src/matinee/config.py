@@ -25,12 +25,25 @@ from matinee.errors import ConfigError
 SETTINGS: dict[str, tuple[Any, str]] = {
     "home": ("./.matinee", "Folder for the embedded store (SQLite file, blobs, logs)."),
     "metadata_url": (None, "Metadata store URL; default sqlite:///<home>/matinee.db."),
-    "blob_url": (None, "Blob store: a local path or any fsspec URL; default <home>/blobs."),
+    "blob_url": (None, "Artifact blob store: a local path or any fsspec URL (s3://bucket/prefix); default <home>/blobs."),
     "user": (None, "User name recorded on runs; default the login name."),
-    "executor": ("auto", "Default executor: auto, inline or process."),
-    "max_workers": (None, "Parallel tasks for the process executor; default the CPU count."),
+    "executor": ("auto", "Default executor: auto, inline, process or ray."),
+    "max_workers": (None, "Parallel tasks for the process and ray executors; default the CPU count."),
+    "ray_address": (None, "Ray cluster for the ray executor (ray://host:10001 or auto); default a local Ray per run."),
     "namespace": (None, "Client namespace, e.g. user:alice; default user:<user>."),
 }
+
+
+#: Other names a setting answers to (``MATINEE_ARTIFACT_URL`` is ``blob_url``); the setting's own name wins.
+ALIASES: dict[str, str] = {"artifact_url": "blob_url"}
+
+
+def _resolve_aliases(values: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in values.items() if k not in ALIASES}
+    for alias, name in ALIASES.items():
+        if values.get(alias) not in (None, "") and out.get(name) in (None, ""):
+            out[name] = values[alias]
+    return out
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,7 @@ class Settings:
     executor: str = "auto"
     max_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     namespace: str | None = None
+    ray_address: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: str(getattr(self, f.name)) for f in fields(self)}
@@ -65,20 +79,21 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read settings file {path}: {exc}", path=str(path)) from exc
     table = data.get("matinee", {})
-    unknown = sorted(set(table) - set(SETTINGS))
+    unknown = sorted(set(table) - set(SETTINGS) - set(ALIASES))
     if unknown:
         raise ConfigError(
             f"unknown setting {unknown[0]!r} in {path}; known settings: {', '.join(SETTINGS)}",
             path=str(path),
         )
-    return dict(table)
+    return _resolve_aliases(dict(table))
 
 
 def load_settings(**overrides: Any) -> Settings:
     """Resolve every setting; keyword ``overrides`` win over everything else."""
     sources = [
         overrides,
-        {k: os.environ[f"MATINEE_{k.upper()}"] for k in SETTINGS if f"MATINEE_{k.upper()}" in os.environ},
+        _resolve_aliases({k: os.environ[f"MATINEE_{k.upper()}"] for k in [*SETTINGS, *ALIASES]
+                          if f"MATINEE_{k.upper()}" in os.environ}),
         _read_toml(Path("matinee.toml")),
         _read_toml(Path.home() / ".config" / "matinee" / "config.toml"),
     ]
@@ -109,6 +124,7 @@ def load_settings(**overrides: Any) -> Settings:
         executor=executor,
         max_workers=max(1, max_workers),
         namespace=raw["namespace"],
+        ray_address=raw["ray_address"],
     )
 
 
