@@ -319,11 +319,13 @@ def serve(deployment_file: str | None, recs: str | None, artwork: str | None, ho
 
 
 def _add_groups() -> None:
+    from matinee.cli.doctor import doctor
     from matinee.cli.events import events
     from matinee.cli.models import models
 
     cli.add_command(models)
     cli.add_command(events)
+    cli.add_command(doctor)
 
 
 _add_groups()
