@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import signal
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +24,15 @@ from typing import Any
 
 import httpx
 import pytest
-from _serving_helpers import Load, Reply, ServerProcess, artwork_body, integrity, write_deployment
+from _serving_helpers import (
+    Load,
+    Reply,
+    ServerProcess,
+    artwork_body,
+    free_port,
+    integrity,
+    write_deployment,
+)
 from test_serving import champion
 
 from matinee.apps.artwork.policies import EpsilonGreedy, UniformRandom
@@ -105,13 +116,13 @@ def test_kill_9_under_load_keeps_every_acknowledged_decision(home: Path, tmp_pat
         server.start()
         load = Load(server.url, art_body, concurrency=8, max_seconds=20, seed=1)
         load.start()
-        load.wait_for(lambda lo: len(lo.acked) >= 300, timeout=20)
+        load.wait_for(lambda lo: len(lo.acked) >= 200, timeout=20)
         code = server.kill()
         load.join_checked()
     assert code == -signal.SIGKILL
     assert set(load.statuses()) == {200}, load.statuses()
     acked = set(load.acked)
-    assert len(acked) == len(load.acked) >= 300
+    assert len(acked) == len(load.acked) >= 200
 
     # The log is sound and readable after the crash, and holds every acknowledged decision.
     assert integrity(events_path(home)) == "ok"
@@ -235,6 +246,9 @@ BAD_INPUT: list[tuple[str, str, dict[str, Any], int, str | None]] = [
     ("artwork-features-ragged-across-titles", "/artwork",
      {"json": _art(titles=[TITLE, {"title_id": "u", "variants": [{"id": "x", "features": [1.0, 2.0, 3.0]}]}])},
      422, "titles.1.variants.0.features"),
+    ("artwork-more-variants-than-the-policy-knows", "/artwork",
+     {"json": _art(titles=[TITLE, _title(variants=[*TITLE["variants"], {"id": "d", "features": [0.7, 0.8]}])])},
+     422, "titles.1.variants"),
     ("artwork-title-unknown-field", "/artwork", {"json": _art(titles=[_title(poster="p.png")])}, 422,
      "titles.0.poster"),
     ("artwork-unknown-field", "/artwork", {"json": _art(country="NL")}, 422, "country"),
@@ -319,7 +333,7 @@ def test_a_linear_policy_refuses_numbers_it_cannot_use_naming_the_field(home: Pa
 
 # -- 3. a schema-driven fuzz run finds no server error ----------------------------------------------------
 
-def fuzz(operation: Any, mode: Any, base_url: str, failures: list[str], examples: int = 15) -> int:
+def fuzz(operation: Any, mode: Any, base_url: str, failures: list[str], examples: int = 10) -> int:
     """Send up to ``examples`` seeded cases of one operation, collecting every server error in
     ``failures``; returns how many were sent."""
     from hypothesis import HealthCheck, Phase, given, settings
@@ -418,10 +432,8 @@ def test_two_servers_on_one_store_under_load(home: Path, tmp_path: Path) -> None
 @pytest.mark.timeout(120)
 def test_overload_is_refused_with_503_and_retry_after(home: Path, tmp_path: Path) -> None:
     register_artwork()
-    deployment = write_deployment(tmp_path / "deploy.toml", artwork="art@champion", durability="strict",
-                                  max_in_flight=2)
     rng = random.Random(5)
-    heavy = [artwork_body(rng, titles=100, variants=WIDTH, dims=DIMS, context=CONTEXT) for _ in range(8)]
+    heavy = [artwork_body(rng, titles=60, variants=WIDTH, dims=DIMS, context=CONTEXT) for _ in range(8)]
 
     async def burst(client: httpx.AsyncClient, n: int) -> tuple[list[Reply], list[int]]:
         async def post(i: int) -> Reply:
@@ -447,7 +459,8 @@ def test_overload_is_refused_with_503_and_retry_after(home: Path, tmp_path: Path
                 health += ok
             return replies, health
 
-    with ServerProcess(home, [str(deployment)], name="overload") as server:
+    flags = ["--artwork", "art@champion", "--durability", "strict", "--max-in-flight", "2"]
+    with ServerProcess(home, flags, name="overload") as server:
         server.start()
         replies, health = asyncio.run(go(server.url))
         after = httpx.post(f"{server.url}/artwork", json=art_body(random.Random(6)), timeout=10)
@@ -473,10 +486,11 @@ def test_overload_is_refused_with_503_and_retry_after(home: Path, tmp_path: Path
 # -- 6. SIGTERM under load ---------------------------------------------------------------------------------
 
 @pytest.mark.timeout(120)
-def test_sigterm_under_load_drains_flushes_and_exits_0(home: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_under_load_drains_flushes_and_exits_0(home: Path, tmp_path: Path, workers: int) -> None:
     register_artwork()
     deployment = write_deployment(tmp_path / "deploy.toml", artwork="art@champion", durability="strict")
-    with ServerProcess(home, [str(deployment)], name="sigterm") as server:
+    with ServerProcess(home, [str(deployment), "--workers", str(workers)], name="sigterm") as server:
         server.start()
         load = Load(server.url, art_body, concurrency=8, max_seconds=20, seed=21)
         load.start()
@@ -493,6 +507,38 @@ def test_sigterm_under_load_drains_flushes_and_exits_0(home: Path, tmp_path: Pat
     assert code == 0, f"exit code {code} after {waited:.1f}s; output:\n{output[-3000:]}"
     assert waited < 5.0, f"took {waited:.1f}s to exit"
     assert "Traceback" not in output, output[-3000:]
+
+
+@pytest.mark.timeout(120)
+def test_feedback_reaches_any_worker(home: Path) -> None:
+    register_artwork()
+    flags = ["--artwork", "art@champion", "--workers", "2"]
+    # No keep-alive: a new connection for every request, so decisions and feedback spread over both workers.
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    with ServerProcess(home, flags, name="workers") as server, \
+            httpx.Client(base_url=server.url, timeout=10, limits=fresh) as client:
+        server.start()
+        rng = random.Random(31)
+        answered = []
+        for _ in range(20):
+            decided = client.post("/artwork", json=art_body(rng, titles=1))
+            assert decided.status_code == 200, decided.text
+            decision = decided.json()["choices"][0]["decision_id"]
+            answer = client.post("/feedback", json={"decision_id": decision, "reward": 1.0})
+            answered.append((answer.status_code, answer.text))
+        code, _ = server.terminate()
+    assert [status for status, _ in answered] == [200] * 20, [a for a in answered if a[0] != 200][:3]
+    assert code == 0
+    joined = EventLog(events_path(home)).joined()
+    assert len(joined) == 20 and (joined["reward"] == 1.0).all()
+
+
+def test_learning_needs_one_worker(home: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "matinee.cli.main", "serve", "--artwork", "art@champion",
+                             "--workers", "2", "--learn", "--port", str(free_port())],
+                            capture_output=True, text=True, timeout=60, env={**os.environ, "MATINEE_HOME": str(home)})
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "workers" in result.stderr
 
 
 # -- 7. batch endpoints ------------------------------------------------------------------------------------
@@ -549,6 +595,11 @@ BAD_BATCHES: list[tuple[str, str, Any, str | None]] = [
     ("artwork-item-variant", "/artwork/batch",
      {"requests": [ART, _art(titles=[_title(variants=[{"id": "a"}, {"id": "a"}])])]}, "requests.1.titles.0.variants.1.id"),
     ("artwork-item-context", "/artwork/batch", {"requests": [_art(context=[0.1, None])]}, "requests.0.context.1"),
+    ("artwork-item-more-variants-than-the-policy-knows", "/artwork/batch",
+     {"requests": [ART, _art(titles=[_title(variants=[*TITLE["variants"], {"id": "d", "features": [0.7, 0.8]}])])]},
+     "requests.1.titles.0.variants"),
+    ("artwork-item-context-length", "/artwork/batch", {"requests": [ART, ART, _art(context=[0.1, 0.2, 0.3])]},
+     "requests.2.context"),
 ]
 
 
