@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from matinee.core.runtime.task import AttemptResult, RunContext, TaskSpec
 from matinee.errors import ConfigError
 
-EXECUTORS = ("inline", "process")
+EXECUTORS = ("inline", "process", "ray")
 
 
 class Executor(Protocol):
@@ -31,8 +31,10 @@ class Executor(Protocol):
     def shutdown(self) -> None: ...
 
 
-def make_executor(name: str, ctx: RunContext, max_workers: int, echo: Any) -> Executor:
-    """The executor called ``name`` (``inline`` or ``process``)."""
+def make_executor(
+    name: str, ctx: RunContext, max_workers: int, echo: Any, ray_address: str | None = None
+) -> Executor:
+    """The executor called ``name`` (``inline``, ``process`` or ``ray``)."""
     if name == "inline":
         from matinee.core.executors.inline import InlineExecutor
 
@@ -41,4 +43,8 @@ def make_executor(name: str, ctx: RunContext, max_workers: int, echo: Any) -> Ex
         from matinee.core.executors.process import ProcessExecutor
 
         return ProcessExecutor(ctx, max_workers, echo)
-    raise ConfigError(f"unknown executor {name!r}: use auto, inline or process (--executor)", parameter="executor")
+    if name == "ray":
+        from matinee.core.executors.ray import RayExecutor
+
+        return RayExecutor(ctx, max_workers, echo, address=ray_address or ctx.store.settings.ray_address)
+    raise ConfigError(f"unknown executor {name!r}: use auto, inline, process or ray (--executor)", parameter="executor")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from matinee.core.flows.decorators import timeout_seconds
-from matinee.core.runtime.task import AttemptResult, RunContext, TaskSpec, execute_attempt
+from matinee.core.runtime.task import AttemptResult, RunContext, TaskSpec, worker_attempt
 
 #: Seconds past a step's @timeout before its worker is killed (the step itself raises first).
 KILL_GRACE = 5.0
@@ -82,27 +82,12 @@ class ProcessExecutor:
     def _run_child(self, spec: TaskSpec, out_w: int, err_w: int) -> None:
         code = 1
         try:
-            os.dup2(out_w, 1)
-            os.dup2(err_w, 2)
-            os.close(out_w)
-            os.close(err_w)
-            devnull = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(devnull, 0)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            # write to the pipes even when the parent's sys.stdout/stderr are not fds 1 and 2
-            # (a notebook, a test runner capturing output)
-            sys.stdout = open(1, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
-            sys.stderr = open(2, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
-            result = execute_attempt(self.ctx, spec)
-            code = 0 if result.ok else 1
+            code = 0 if worker_attempt(self.ctx, spec, out_w, err_w).ok else 1
         except BaseException:
             traceback.print_exc()
         finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
+            os._exit(code)
 
     def wait(self, timeout: float | None) -> list[tuple[TaskSpec, AttemptResult]]:
         """Pump output until at least one worker finishes (or ``timeout`` passes)."""

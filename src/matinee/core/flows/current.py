@@ -27,6 +27,11 @@ class Current:
     def __init__(self) -> None:
         self._clear()
 
+    def __reduce__(self) -> str:
+        # pickled by name: flow code shipped to another process (a Ray worker) must
+        # use that process's ``current``, the one its task binds, not a copy
+        return "current"
+
     def _clear(self) -> None:
         self.flow_name: str | None = None
         self.run_id: str | None = None

@@ -237,7 +237,7 @@ class FlowSpec:
                 if isinstance(value, Parameter):
                     found[attr] = value
         names = [p.name for p in found.values()]
-        for reserved in ("max-workers", "tag", "executor", "origin-run-id", "help"):
+        for reserved in ("max-workers", "tag", "executor", "ray-address", "origin-run-id", "help"):
             if reserved in names:
                 raise FlowError(f"parameter name {reserved!r} is reserved by the run command; rename it")
         return found

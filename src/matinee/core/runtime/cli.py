@@ -51,13 +51,18 @@ def _parser(flow_cls: type[FlowSpec], prog: str) -> argparse.ArgumentParser:
     resume.add_argument("step", nargs="?", help="re-run from this step (default: the first that did not finish)")
     resume.add_argument("--origin-run-id", type=int, help="the run to resume (default: your latest run)")
     for sub in (run, resume):
-        sub.add_argument("--max-workers", type=int, help="tasks run at once by the process executor")
+        sub.add_argument("--max-workers", type=int, help="tasks run at once by the process and ray executors")
         sub.add_argument("--tag", action="append", default=[], help="tag the run (repeatable)")
         sub.add_argument(
             "--executor",
-            choices=("auto", "inline", "process"),
-            help="inline: in this process; process: forked workers; auto (default): inline for "
-            "linear flows, process when there are branches or foreach",
+            choices=("auto", "inline", "process", "ray"),
+            help="inline: in this process; process: forked workers; ray: tasks on Ray; auto (default): "
+            "inline for linear flows, process when there are branches or foreach",
+        )
+        sub.add_argument(
+            "--ray-address",
+            help="run on the Ray cluster at this address (host:port, ray://host:10001 or auto); "
+            "implies --executor ray; default a local Ray started for the run",
         )
         sub.add_argument("--run-id-file", help="write the new run's id to this file")
         # SUPPRESS: a subcommand's unset flag must not reset one given before the command
@@ -113,6 +118,7 @@ def _dispatch(flow_cls: type[FlowSpec], args: list[str], prog: str) -> int:
         params=given,
         executor=parsed.executor,
         max_workers=parsed.max_workers,
+        ray_address=parsed.ray_address,
         tags=tuple(parsed.tag),
         origin_run_id=getattr(parsed, "origin_run_id", None),
         resume_step=getattr(parsed, "step", None),

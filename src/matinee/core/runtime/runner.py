@@ -58,6 +58,7 @@ class Runner:
         settings: Settings | None = None,
         executor: str | None = None,
         max_workers: int | None = None,
+        ray_address: str | None = None,
         tags: tuple[str, ...] = (),
         origin_run_id: int | None = None,
         resume_step: str | None = None,
@@ -71,7 +72,8 @@ class Runner:
         settings = self.store.settings
         self.user = settings.user
         self.max_workers = max_workers or settings.max_workers
-        self.executor_name = executor or settings.executor
+        self.ray_address = ray_address or settings.ray_address
+        self.executor_name = executor or ("ray" if ray_address else settings.executor)
         if self.executor_name == "auto":
             parallel = self.graph.has_parallelism and self.max_workers > 1
             self.executor_name = "process" if parallel else "inline"
@@ -148,7 +150,11 @@ class Runner:
         )
         from matinee.core.executors import make_executor
 
-        executor = make_executor(self.executor_name, ctx, self.max_workers, self.echo)
+        try:
+            executor = make_executor(self.executor_name, ctx, self.max_workers, self._say, self.ray_address)
+        except BaseException as exc:
+            metadata.finish_run(run_id, FAILED, f"{type(exc).__name__}: {exc}")
+            raise
         self._say(f"Run {flow}/{run_id} starting (executor {self.executor_name}, user {self.user})")
         started = time.monotonic()
         try:
@@ -158,6 +164,7 @@ class Runner:
             reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
             metadata.finish_run(run_id, FAILED, reason)
             raise
+        executor.shutdown()  # nothing runs any more; stops a Ray started for this run
         if failure:
             metadata.finish_run(run_id, FAILED, failure)
             self._say(f"Run {flow}/{run_id} failed after {time.monotonic() - started:.2f}s: {failure}")

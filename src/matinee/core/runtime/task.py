@@ -10,6 +10,7 @@ whether to retry, catch or fail the run.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -148,6 +149,53 @@ def execute_attempt(ctx: RunContext, spec: TaskSpec) -> AttemptResult:
         return AttemptResult(False, error=error)
     finally:
         current._clear()
+
+
+@contextmanager
+def redirected_output(out_fd: int, err_fd: int) -> Iterator[None]:
+    """Send file descriptors 1 and 2 (and ``sys.stdout``/``sys.stderr``) to ``out_fd`` and ``err_fd``,
+    with stdin closed; restored on exit.
+
+    At the level of file descriptors, so output of C extensions and child processes is caught too.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_fds = os.dup(0), os.dup(1), os.dup(2)
+    saved_streams = sys.stdin, sys.stdout, sys.stderr
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    try:
+        os.dup2(devnull, 0)
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        # write to fds 1 and 2 even when sys.stdout/stderr were something else
+        # (a notebook, a test runner capturing output, a Ray worker's wrapper)
+        sys.stdout = open(1, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
+        yield
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            sys.stdin, sys.stdout, sys.stderr = saved_streams
+            for fd, saved in enumerate(saved_fds):
+                os.dup2(saved, fd)
+                os.close(saved)
+            os.close(devnull)
+
+
+def worker_attempt(ctx: RunContext, spec: TaskSpec, out_fd: int, err_fd: int) -> AttemptResult:
+    """The body of a task in a worker process (a forked one, or a Ray worker).
+
+    Runs :func:`execute_attempt` with stdout and stderr sent to ``out_fd`` and ``err_fd``;
+    whatever goes wrong outside the step itself is printed there too and reported as a failure.
+    """
+    with redirected_output(out_fd, err_fd):
+        try:
+            return execute_attempt(ctx, spec)
+        except BaseException as exc:
+            traceback.print_exc()
+            return AttemptResult(False, error=f"{type(exc).__name__}: {exc}")
 
 
 def _user_traceback(exc: BaseException) -> str:
