@@ -191,6 +191,7 @@ def markdown_section(rows, env, settings, notes=()):
         "settings. **TCP_NODELAY**: the same three with uvicorn's h11 protocol setting TCP_NODELAY on each "
         "connection (`--http nodelay:NoDelayH11Protocol`; matinee's app through `uvicorn --factory "
         "matinee_app:app`, MLflow's through `UVICORN_HTTP`); see the notes",
+        f"- Models: {settings['models_line']}",
         f"- Load: {settings['generator']} on 127.0.0.1, closed loop, keep-alive, sharing the 2 cores with the "
         f"servers; {settings['seconds']:g} s per measurement, medians of {settings['repeat']} runs per side "
         "(sides alternating, order flipped every round) after an untimed warm-up. CPU = user + sys of the server's "

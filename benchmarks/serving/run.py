@@ -398,6 +398,16 @@ CASE_FUNCTIONS = {"recs": case_recs, "artwork": case_artwork, "swap": case_swap,
                   "coldstart": case_coldstart}
 
 
+def models_line(models):
+    if not models:
+        return "not built"
+    art = models["artwork"]
+    return (f"matinee ALS, {models['factors']} factors, {models['users']:,} members x {models['items']:,} titles "
+            f"({models['interactions']:,} synthetic plays), top 10 with seen titles excluded; artwork "
+            f"{art['policy'].split('(')[0]}(alpha=0.5) over {art['context']} context x {art['features']} variant "
+            f"features, {art['titles']} titles x {art['variants']} variants per request")
+
+
 def emit(path, text):
     if path == "-":
         sys.stdout.write(text)
@@ -434,7 +444,8 @@ def main(argv=None):
     env["load_at_end"] = load_average()
     settings = {"command": " ".join(["python", *sys.argv]), "repeat": args.repeat, "seconds": args.seconds,
                 "workers": args.workers, "generator": bench.load.name, "matinee_launch": bench.matinee_launch,
-                "total_minutes": (time.perf_counter() - started) / 60, "cases": args.cases}
+                "total_minutes": (time.perf_counter() - started) / 60, "cases": args.cases,
+                "models_line": models_line(bench.models)}
     table = text_table(rows)
     to_stdout = "-" in (args.json, args.markdown)
     print(table, file=sys.stderr if to_stdout else sys.stdout, flush=True)
