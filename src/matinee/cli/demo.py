@@ -89,7 +89,8 @@ def run_demo(*, movielens: str | None, sim_size: str, seed: int, as_json: bool, 
         assert recs is not None and artwork is not None
         _phase(echo, "Serving: champion vs challenger, learning online")
         traffic = "quick" if quick or sim_size == "tiny" else "full"  # tiny is for tests: quick traffic too
-        online = demo_loop.run_loop(artwork=artwork, registered=registered, seed=seed, mode=traffic,
+        online = demo_loop.run_loop(artwork=artwork, registered=registered, sim_size=sim_size, seed=seed,
+                                    mode=traffic,
                                     home=load_settings().home, echo=echo, show_progress=enabled())
         _phase(echo, "Reading back the event log and the registry")
         report = demo_loop.write_report(online, recs, artwork)
@@ -97,7 +98,8 @@ def run_demo(*, movielens: str | None, sim_size: str, seed: int, as_json: bool, 
         summary["report"] = None if report is None else str(report)
         if not as_json:
             demo_loop.print_summary(online, recs, registered)
-        echo(f"\nReport (take rate per arm over time, estimate vs observed; opens offline): {report}")
+        if report is not None:
+            echo(f"\nReport (take rate per arm over time, estimate vs observed; opens offline): {report}")
     elif movielens and only is None:
         echo("\n(--movielens: the simulated members are not MovieLens users, so nothing is served)")
     summary["seconds"] = time.time() - began

@@ -193,16 +193,22 @@ def serving(deployment: Path, home: Path, echo: Echo) -> Iterator[ServerProcess]
     server = ServerProcess(process, f"http://127.0.0.1:{port}", log)
     try:
         with httpx.Client(base_url=server.url, timeout=2.0) as client:
+            models: dict[str, Any] = {}
             while True:
                 if process.poll() is not None:
                     raise MatineeError(f"the server exited with code {process.returncode} before it was ready; "
                                        f"its log ({log}) ends:\n{server.log_tail()}", path=str(log))
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get("/readyz").status_code == 200:
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    answer = client.get("/readyz")
+                    if answer.status_code == 200:
                         break
+                    models = answer.json().get("models") or {}
                 if time.perf_counter() - started > READY_TIMEOUT:
-                    raise MatineeError(f"the server was not ready after {READY_TIMEOUT:.0f}s; its log ({log}) "
-                                       f"ends:\n{server.log_tail()}", path=str(log))
+                    errors = "; ".join(f"{m}: {info.get('error')}" for m, info in models.items()
+                                       if isinstance(info, dict) and info.get("error"))
+                    raise MatineeError(f"the server was not ready after {READY_TIMEOUT:.0f}s"
+                                       + (f" ({errors})" if errors else "")
+                                       + f"; its log ({log}) ends:\n{server.log_tail()}", path=str(log))
                 time.sleep(0.05)
         server.cold_start = time.perf_counter() - started
         echo(f"  server ready at {server.url} (pid {process.pid}) after a {server.cold_start:.1f}s cold start")
@@ -227,8 +233,8 @@ def stop(server: ServerProcess) -> None:
 
 
 # -- the loop --------------------------------------------------------------------------------
-def run_loop(*, artwork: dict[str, Any], registered: dict[str, Any], seed: int, mode: str, home: Path,
-             echo: Echo, show_progress: bool) -> dict[str, Any]:
+def run_loop(*, artwork: dict[str, Any], registered: dict[str, Any], sim_size: str, seed: int, mode: str,
+             home: Path, echo: Echo, show_progress: bool) -> dict[str, Any]:
     """Serve the registered models, drive simulated traffic, stop, and read back the log and the registry.
 
     Parameters
@@ -237,9 +243,10 @@ def run_loop(*, artwork: dict[str, Any], registered: dict[str, Any], seed: int, 
         The artwork training summary (``run``, ``data``, ``shape``).
     registered
         What :func:`register_winners` returned.
-    seed
-        Seed of the simulated members and outcomes (the training flows' seed, so
-        the members and artwork are those the flows trained on).
+    sim_size, seed
+        The simulated service the recommender trained on; its members visit and
+        its titles' artwork is shown (the flows' seed: at the default size the
+        artwork policies trained on this very service's artwork).
     mode
         ``"full"`` or ``"quick"``: how much traffic.
     home
@@ -254,14 +261,13 @@ def run_loop(*, artwork: dict[str, Any], registered: dict[str, Any], seed: int, 
     dict
         The online part of the demo's summary (JSON-ready).
     """
-    from matinee.apps.artwork.flow import environment
     from matinee.apps.sim.traffic import drive
 
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     folder = home / "demo" / stamp
     folder.mkdir(parents=True, exist_ok=True)
     deployment = write_deployment(folder, mode, salt=f"demo-{stamp}")
-    env = environment(tuple(artwork["shape"]), seed)
+    env = traffic_environment(sim_size, seed, tuple(artwork["shape"]))
     visits = VISITS[mode]
     began = time.time()
     echo(f"  deployment {deployment}: {RECS_MODEL}@champion at /recommendations, "
@@ -279,6 +285,26 @@ def run_loop(*, artwork: dict[str, Any], registered: dict[str, Any], seed: int, 
              f"{server.log_tail()}")
     return _read_back(artwork=artwork, registered=registered, traffic=traffic, visits=visits, server=server,
                       began=began, folder=folder, deployment=deployment, stamp=stamp)
+
+
+def traffic_environment(sim_size: str, seed: int, shape: tuple[int, ...]) -> Any:
+    """The artwork environment over the simulated service ``sim_size``, shaped as the policies were trained.
+
+    Raises
+    ------
+    MatineeError
+        The service's members or artwork have other feature counts than the trained policies.
+    """
+    from matinee.apps.sim import StreamingService
+
+    context, variants, features = (int(x) for x in shape)
+    service = StreamingService(sim_size, seed=seed)
+    env = service.artwork_environment(n_variants=variants)
+    if (env.n_context_features, env.n_variant_features) != (context, features):
+        raise MatineeError(f"the policies were trained on {context} member and {features} variant features; the "
+                           f"{sim_size} service has {env.n_context_features} and {env.n_variant_features}",
+                           sim_size=sim_size)
+    return env
 
 
 @contextlib.contextmanager

@@ -133,7 +133,7 @@ def drive(
     visits: int,
     page_size: int = 8,
     visits_per_step: int = 25,
-    concurrency: int = 16,
+    concurrency: int = 8,
     timeout: float = 30.0,
     on_step: Callable[[int, int], None] | None = None,
 ) -> TrafficResult:
