@@ -12,7 +12,8 @@ writes, in WORKDIR:
 - ``ranker.pkl``: the fitted ALS object, which the MLflow pyfunc wraps;
 - ``mlflow_model/``: that pyfunc saved with ``mlflow.pyfunc.save_model``
   (skipped when MLflow is not importable);
-- ``bodies.json``: the request bodies the load generator sends;
+- ``bodies.json``: the request bodies the load generator sends (``recs_batch``: 100
+  members per ``/recommendations/batch`` request);
 - ``models.json``: what was built (sizes, fit time).
 """
 
@@ -83,6 +84,11 @@ def recs_bodies(rng, known_users):
     return [json.dumps({"user_id": int(u), "k": 10}) for u in users]
 
 
+def batch_bodies(rng, known_users, size=100):
+    return [json.dumps({"requests": [{"user_id": int(u), "k": 10} for u in rng.choice(known_users, size=size)]})
+            for _ in range(N_BODIES // 20)]
+
+
 def mlflow_bodies(rng, known_users):
     users = rng.choice(known_users, size=N_BODIES)
     return [json.dumps({"dataframe_records": [{"user_id": int(u)}]}) for u in users]
@@ -145,7 +151,8 @@ def main(workdir):
 
     rng = np.random.default_rng(1)
     known = np.asarray(model.user_ids_)
-    bodies = {"recs": recs_bodies(rng, known), "mlflow": mlflow_bodies(rng, known), "artwork": artwork_bodies(rng)}
+    bodies = {"recs": recs_bodies(rng, known), "mlflow": mlflow_bodies(rng, known), "artwork": artwork_bodies(rng),
+              "recs_batch": batch_bodies(rng, known)}
     (workdir / "bodies.json").write_text(json.dumps(bodies))
     info = {"users": N_USERS, "items": N_ITEMS, "factors": FACTORS, "interactions": n_interactions,
             "als_fit_seconds": fit_seconds, "mlflow_model": mlflow_saved,

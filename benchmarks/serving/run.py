@@ -242,8 +242,22 @@ def case_recs(bench):
         bench.compare(k32, mode, sides, path_of, 32, seconds)
         bench.compare(k8, mode, sides, path_of, 8, max(3.0, seconds * 0.6))
         rows += recs_rows(bench, mode, sides, k32, k8)
+    mode = bench.modes[-1]
+    key = f"batch8:{mode}"
+    progress(f"  [recs] /recommendations/batch, 100 members per request, 8 conns ({MODE_LABEL[mode]})")
+    bench.compare(key, mode, ["matinee"], lambda side: ("/recommendations/batch", bench.bodies["recs_batch"]), 8,
+                  max(3.0, seconds * 0.6))
+    members = bench.med(key, "matinee", "rps")
+    rows.append(Row("1", f"members/s through /recommendations/batch x100, 8 conns ({MODE_LABEL[mode]})", "req/s",
+                    None if members is None else members * 100))
+    rows.append(Row("3", f"server CPU per member, batch x100 ({MODE_LABEL[mode]})", "ms",
+                    _div(bench.med(key, "matinee", "server_cpu_per_request_ms"), 100)))
     bench.stop_all()
     return rows
+
+
+def _div(value, by):
+    return None if value is None else value / by
 
 
 def recs_rows(bench, mode, sides, k32, k8):
