@@ -91,3 +91,64 @@ def test_only_recs_registers_without_serving(tmp_path, home):
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+def test_drive_falls_back_to_single_requests_and_feeds_back_every_decision():
+    """Against a server without batch endpoints: one request per visit, one feedback per decision."""
+    import threading
+    import time
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from matinee.apps.sim import ArtworkEnvironment
+    from matinee.apps.sim.traffic import drive
+    from matinee.cli.demo_loop import free_port
+
+    feedback: list[dict] = []
+
+    async def recommendations(request: Request) -> JSONResponse:
+        body = await request.json()
+        return JSONResponse({"user_id": body["user_id"], "items": [0, 1, 2][: body["k"]], "arm": "only"})
+
+    async def artwork(request: Request) -> JSONResponse:
+        body = await request.json()
+        choices = [{"title_id": t["title_id"], "variant_id": t["variants"][-1]["id"], "propensity": 1.0,
+                    "decision_id": f"{body['user_id']}-{t['title_id']}-{time.monotonic_ns()}"} for t in body["titles"]]
+        arm = "a" if body["user_id"] % 2 else "b"
+        return JSONResponse({"user_id": body["user_id"], "choices": choices, "arm": arm, "version": 3})
+
+    async def record(request: Request) -> JSONResponse:
+        feedback.append(await request.json())
+        return JSONResponse({"accepted": True})
+
+    app = Starlette(routes=[Route("/recommendations", recommendations, methods=["POST"]),
+                            Route("/artwork", artwork, methods=["POST"]),
+                            Route("/feedback", record, methods=["POST"])])
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.01)
+        result = drive(f"http://127.0.0.1:{port}", ArtworkEnvironment(seed=3), visits=30, page_size=3,
+                       visits_per_step=7)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert not result.batch and result.decisions == 90 and len(feedback) == 90
+    assert result.requests["/recommendations"] == 30 and result.requests["/artwork"] == 30
+    assert result.requests["/recommendations/batch"] == 1 and result.requests["/artwork/batch"] == 1
+    assert sorted(f["decision_id"] for f in feedback) == sorted(result.rounds["decision_id"])
+    rewards = {f["decision_id"]: f["reward"] for f in feedback}
+    assert [rewards[d] for d in result.rounds["decision_id"]] == result.rounds["reward"].tolist()
+    assert {f["event"] for f in feedback} <= {"play", "no_play"}
+    assert (result.rounds["action"] == 9).all()  # the last of the 10 variants, as the server chose
+    arms = result.by_arm()
+    assert arms["arm"].tolist() == ["a", "b"] and arms["decisions"].sum() == 90
+    assert (arms["versions"].map(tuple) == (3,)).all()
+    assert ((arms["uniform"] <= arms["oracle"]) & (arms["expected"] <= arms["oracle"])).all()

@@ -119,7 +119,7 @@ def live_figure(timeline: pd.DataFrame, arms: pd.DataFrame, *, bins: int = 20, t
     from plotly.subplots import make_subplots
 
     lifts = {"estimate_lift", "observed_lift"} <= set(arms.columns)
-    panels = ["Take rate per arm over time (markers: per time bin; line: cumulative)",
+    panels = ["Take rate per arm over time (markers: per time bin; line: cumulative; dotted: a new version)",
               "Off-policy estimate before serving vs take rate observed online"]
     if lifts:
         panels.append("Lift over a uniformly random choice: offline estimate vs online")

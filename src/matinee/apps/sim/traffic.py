@@ -300,8 +300,8 @@ class _Driver:
                                        url=self.url) from exc
             if response.status_code == 200:
                 return response.json()
-            if missing_ok and response.status_code in (404, 405) and "error" not in _json(response):
-                return None  # no such route: the server has no batch endpoint
+            if missing_ok and response.status_code in (404, 405):
+                return None  # no batch endpoint (or no model: the single requests will say so)
             if response.status_code in (429, 503) and attempt < _RETRIES - 1:
                 await asyncio.sleep(min(1.0, 0.01 * 2 ** attempt))
                 continue
