@@ -481,6 +481,41 @@ def test_a_ray_task_that_ignores_its_timeout_is_cancelled(load_flow, on_ray, mon
 
 
 @needs_ray
+def test_a_timeout_counts_from_the_start_not_from_the_queue(load_flow, on_ray, monkeypatch) -> None:
+    from matinee.core.executors import ray as ray_executor
+
+    monkeypatch.setattr(ray_executor, "KILL_GRACE", 0.2)
+    cls = load_flow(
+        """
+        import time
+        from matinee import FlowSpec, resources, step, timeout
+
+        class F(FlowSpec):
+            @step
+            def start(self):
+                self.items = [1, 2]
+                self.next(self.work, foreach="items")
+
+            @resources(cpu=2, memory=10)
+            @timeout(seconds=2.5)
+            @step
+            def work(self):
+                time.sleep(1.5)  # the second waits in Ray's queue while the first holds both CPUs
+                self.next(self.join)
+
+            @step
+            def join(self, inputs):
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """
+    )
+    assert run(cls, max_workers=2).successful
+
+
+@needs_ray
 def test_timeout_with_catch(load_flow, on_ray) -> None:
     result = run(load_flow(TIMEOUT.format(decorators='@catch(var="err")', seconds=1)))
     assert result.successful

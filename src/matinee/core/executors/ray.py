@@ -31,6 +31,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -89,11 +90,10 @@ def start_local_ray(ray: Any, num_cpus: int | None = None) -> Any:
 _contexts: dict[str, RunContext] = {}
 
 
-def _capture_paths(run_id: int, spec: TaskSpec) -> tuple[Path, Path]:
-    """Where a task's output is captured on the node that runs it."""
+def _capture_stem(run_id: int, spec: TaskSpec) -> str:
+    """Where a task's output is captured on the node that runs it (``<stem>.out``, ``<stem>.err``)."""
     folder = Path(tempfile.gettempdir()) / "matinee-ray"
-    stem = f"{os.getpid()}-{run_id}-{spec.task_id}-{spec.attempt}"
-    return folder / f"{stem}.out", folder / f"{stem}.err"
+    return str(folder / f"{os.getpid()}-{run_id}-{spec.task_id}-{spec.attempt}")
 
 
 def run_on_ray(boxed_payload: list[Any], spec: TaskSpec, capture_stem: str) -> AttemptResult:
@@ -130,6 +130,16 @@ def run_on_ray(boxed_payload: list[Any], spec: TaskSpec, capture_stem: str) -> A
     return result
 
 
+def run_on_ray_reporting_start(boxed_payload: list[Any], spec: TaskSpec, capture_stem: str) -> Iterator[Any]:
+    """:func:`run_on_ray` as a streaming Ray task that first reports it has started.
+
+    Used for steps with ``@timeout``: their deadline counts from the start, not from
+    the submission (a task may wait in Ray's queue for its resources).
+    """
+    yield None
+    yield run_on_ray(boxed_payload, spec, capture_stem)
+
+
 # -- the driver side --------------------------------------------------------------------
 
 
@@ -137,18 +147,24 @@ def run_on_ray(boxed_payload: list[Any], spec: TaskSpec, capture_stem: str) -> A
 class _Pending:
     spec: TaskSpec
     capture_stem: str
-    deadline: float | None
+    limit: float  # the step's @timeout in seconds, 0 for none
+    started: bool = False
+    deadline: float | None = None
     killed_for_timeout: bool = False
 
 
-_remote: Any = None
+_remote: dict[str, Any] = {}
 
 
-def _remote_function(ray: Any) -> Any:
-    global _remote
-    if _remote is None:
-        _remote = ray.remote(max_retries=0, retry_exceptions=False)(run_on_ray)
-    return _remote
+def _remote_function(ray: Any, reporting_start: bool) -> Any:
+    """The remote function (defined once per process): plain, or streaming with a start report."""
+    name = "reporting_start" if reporting_start else "plain"
+    if name not in _remote:
+        if reporting_start:
+            _remote[name] = ray.remote(max_retries=0, num_returns="streaming")(run_on_ray_reporting_start)
+        else:
+            _remote[name] = ray.remote(max_retries=0, retry_exceptions=False)(run_on_ray)
+    return _remote[name]
 
 
 def _pickle_flow_module_by_value(ray: Any, flow_cls: type) -> None:
@@ -191,8 +207,7 @@ class RayExecutor:
         _pickle_flow_module_by_value(ray, ctx.flow_cls)
         payload = dataclasses.replace(ctx, store=cast(Any, None), parents={})
         self.payload_ref = ray.put((payload, ctx.store.settings))
-        self.remote = _remote_function(ray)
-        self.pending: dict[Any, _Pending] = {}  # object ref -> attempt
+        self.pending: dict[Any, _Pending] = {}  # object ref (or streaming generator) -> attempt
         self._refused: list[tuple[TaskSpec, AttemptResult]] = []
 
     @property
@@ -212,14 +227,13 @@ class RayExecutor:
                      f"this Ray has {_describe(self.capacity)}")
             self._refused.append((spec, AttemptResult(False, error=error)))
             return
-        out_path, _ = _capture_paths(self.ctx.run_id, spec)
-        stem = str(out_path.with_suffix(""))
-        ref = self.remote.options(name=f"{self.ctx.flow_name}/{self.ctx.pathspec(spec)}", **options).remote(
+        stem = _capture_stem(self.ctx.run_id, spec)
+        limit = timeout_seconds(node.decorators["timeout"]) if "timeout" in node.decorators else 0
+        remote = _remote_function(self.ray, reporting_start=bool(limit))
+        key = remote.options(name=f"{self.ctx.flow_name}/{self.ctx.pathspec(spec)}", **options).remote(
             [self.payload_ref], spec, stem
         )
-        limit = timeout_seconds(node.decorators["timeout"]) if "timeout" in node.decorators else 0
-        deadline = time.monotonic() + limit + KILL_GRACE if limit else None
-        self.pending[ref] = _Pending(spec, stem, deadline)
+        self.pending[key] = _Pending(spec, stem, limit)
 
     def _unavailable(self, options: dict[str, Any]) -> str | None:
         """What a task asks for beyond the whole of a Ray that cannot grow (one started here)."""
@@ -243,13 +257,16 @@ class RayExecutor:
                 wait_for = max(0.0, min(wait_for, min(deadlines) - time.monotonic()))
             if timeout is not None:
                 wait_for = max(0.0, min(wait_for, start + timeout - time.monotonic()))
-            refs = list(self.pending)
-            ready, _ = self.ray.wait(refs, num_returns=1, timeout=wait_for)
+            keys = list(self.pending)
+            ready, _ = self.ray.wait(keys, num_returns=1, timeout=wait_for)
             if ready:
-                ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
-            for ref in ready:
-                pending = self.pending.pop(ref)
-                finished.append((pending.spec, self._result(ref, pending)))
+                ready, _ = self.ray.wait(keys, num_returns=len(keys), timeout=0)
+            for key in ready:
+                pending = self.pending[key]
+                result = self._collect(key, pending)
+                if result is not None:
+                    del self.pending[key]
+                    finished.append((pending.spec, result))
             self._enforce_deadlines()
             if timeout is not None and time.monotonic() - start >= timeout:
                 break
@@ -257,10 +274,31 @@ class RayExecutor:
             self._echo(spec, result)
         return finished
 
+    def _collect(self, key: Any, pending: _Pending) -> AttemptResult | None:
+        """The result of a ready task; ``None`` when it only reported its start (its deadline starts now)."""
+        if not pending.limit:
+            return self._result(key, pending)
+        try:
+            ref = next(key)
+        except StopIteration:  # the stream ended early: its error is in what came before
+            return AttemptResult(False, error="ProcessDied: the task's Ray worker ended without a result")
+        if pending.started:
+            return self._result(ref, pending)
+        try:
+            self.ray.get(ref)  # the start report: None, or the error of a task that died first
+        except Exception:
+            return self._result(ref, pending)
+        pending.started = True
+        pending.deadline = time.monotonic() + pending.limit + KILL_GRACE
+        return None
+
     def _result(self, ref: Any, pending: _Pending) -> AttemptResult:
         ray = self.ray
         try:
-            return cast(AttemptResult, ray.get(ref))
+            result = ray.get(ref)
+            if isinstance(result, AttemptResult):
+                return result
+            error = f"ProcessDied: the task's Ray worker returned {type(result).__name__}, not a result"
         except ray.exceptions.RayTaskError as exc:  # raised in run_on_ray itself, outside the step
             cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
             error = f"{type(cause).__name__}: {cause}"
@@ -275,10 +313,10 @@ class RayExecutor:
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
-        for ref, pending in self.pending.items():
+        for key, pending in self.pending.items():
             if pending.deadline is not None and now >= pending.deadline and not pending.killed_for_timeout:
                 pending.killed_for_timeout = True
-                self.ray.cancel(ref, force=True)
+                self.ray.cancel(key, force=True)
 
     def _echo(self, spec: TaskSpec, result: AttemptResult) -> None:
         """Print a finished task's output with its ``[run/step/task]`` prefix, like the other executors."""
