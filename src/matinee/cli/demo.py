@@ -90,7 +90,7 @@ def run_demo(*, movielens: str | None, sim_size: str, seed: int, as_json: bool, 
         _phase(echo, "Serving: champion vs challenger, learning online")
         traffic = "quick" if quick or sim_size == "tiny" else "full"  # tiny is for tests: quick traffic too
         online = demo_loop.run_loop(artwork=artwork, registered=registered, sim_size=sim_size, seed=seed,
-                                    mode=traffic,
+                                    mode=traffic, since=began,
                                     home=load_settings().home, echo=echo, show_progress=enabled())
         _phase(echo, "Reading back the event log and the registry")
         report = demo_loop.write_report(online, recs, artwork)

@@ -234,7 +234,7 @@ def stop(server: ServerProcess) -> None:
 
 # -- the loop --------------------------------------------------------------------------------
 def run_loop(*, artwork: dict[str, Any], registered: dict[str, Any], sim_size: str, seed: int, mode: str,
-             home: Path, echo: Echo, show_progress: bool) -> dict[str, Any]:
+             home: Path, echo: Echo, show_progress: bool, since: float | None = None) -> dict[str, Any]:
     """Serve the registered models, drive simulated traffic, stop, and read back the log and the registry.
 
     Parameters
@@ -255,6 +255,9 @@ def run_loop(*, artwork: dict[str, Any], registered: dict[str, Any], sim_size: s
         Where progress lines go.
     show_progress
         Show a progress bar while the traffic runs (on a terminal).
+    since
+        When the demo started: registry versions created since are listed
+        (default: when serving began).
 
     Returns
     -------
@@ -284,7 +287,8 @@ def run_loop(*, artwork: dict[str, Any], registered: dict[str, Any], sim_size: s
         echo(f"  warning: the server exited with code {server.exit_code}; its log ({server.log}) ends:\n"
              f"{server.log_tail()}")
     return _read_back(artwork=artwork, registered=registered, traffic=traffic, visits=visits, server=server,
-                      began=began, folder=folder, deployment=deployment, stamp=stamp)
+                      began=began, since=began if since is None else since, folder=folder,
+                      deployment=deployment, stamp=stamp)
 
 
 def traffic_environment(sim_size: str, seed: int, shape: tuple[int, ...]) -> Any:
@@ -323,8 +327,8 @@ def _bar(show: bool, description: str, total: int) -> Iterator[Callable[[int, in
 
 
 def _read_back(*, artwork: dict[str, Any], registered: dict[str, Any], traffic: Any, visits: int,
-               server: ServerProcess,
-               began: float, folder: Path, deployment: Path, stamp: str) -> dict[str, Any]:
+               server: ServerProcess, began: float, since: float, folder: Path, deployment: Path,
+               stamp: str) -> dict[str, Any]:
     from matinee.core.events import EventLog
 
     log = EventLog()
@@ -353,7 +357,7 @@ def _read_back(*, artwork: dict[str, Any], registered: dict[str, Any], traffic: 
             "observed_lift": row["take_rate"] / row["uniform"] if row["uniform"] > 0 else None,
             "logged_decisions": len(logged), "logged_plays": int(logged["reward"].sum()),
         })
-    versions = created_versions(began - 1.0)
+    versions = created_versions(since)
     # a version counts as this demo's snapshot when it is tagged so and was made after serving began
     snapshots = [v for v in versions if "online-snapshot" in v["tags"]]
     return {
