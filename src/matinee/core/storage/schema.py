@@ -164,3 +164,27 @@ model_alias_history = Table(
     Column("at", Float, nullable=False),
     Index("ix_model_alias_history_name", "name", "alias", "id"),
 )
+
+#: Online experiments: arms (JSON: alias and weight each), metrics and lifecycle.
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("endpoint", String(16), nullable=False),
+    Column("model", String(255), nullable=False),
+    Column("unit", String(32), nullable=False),
+    Column("arms", Text, nullable=False),
+    Column("salt", String(255), nullable=False),
+    Column("primary_metric", String(64), nullable=False),
+    Column("guardrails", Text, nullable=False),
+    Column("owner", String(255)),
+    Column("description", Text),
+    Column("alpha", Float, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("stopped_at", Float),
+    Column("extra", Text),
+    Index("ix_experiments_status", "status"),
+)
