@@ -267,8 +267,13 @@ def run_loop(*, artwork: dict[str, Any], registered: dict[str, Any], sim_size: s
     from matinee.apps.sim.traffic import drive
 
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    folder = home / "demo" / stamp
-    folder.mkdir(parents=True, exist_ok=True)
+    (home / "demo").mkdir(parents=True, exist_ok=True)
+    for copy in range(1, 1000):  # two demos started in the same second get folders of their own
+        folder = home / "demo" / (stamp if copy == 1 else f"{stamp}-{copy}")
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir()
+            break
+    stamp = folder.name
     deployment = write_deployment(folder, mode, salt=f"demo-{stamp}")
     env = traffic_environment(sim_size, seed, tuple(artwork["shape"]))
     visits = VISITS[mode]
