@@ -321,10 +321,12 @@ def serve(deployment_file: str | None, recs: str | None, artwork: str | None, ho
 def _add_groups() -> None:
     from matinee.cli.doctor import doctor
     from matinee.cli.events import events
+    from matinee.cli.experiments import experiments
     from matinee.cli.models import models
 
     cli.add_command(models)
     cli.add_command(events)
+    cli.add_command(experiments)
     cli.add_command(doctor)
 
 
