@@ -26,7 +26,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     home = tmp_path / "home"
     monkeypatch.setenv("MATINEE_HOME", str(home))
     monkeypatch.setenv("MATINEE_USER", "tester")
-    for name in ("MATINEE_METADATA_URL", "MATINEE_BLOB_URL", "MATINEE_EXECUTOR", "MATINEE_NAMESPACE"):
+    for name in ("MATINEE_METADATA_URL", "MATINEE_BLOB_URL", "MATINEE_ARTIFACT_URL", "MATINEE_EXECUTOR",
+                 "MATINEE_NAMESPACE"):
         monkeypatch.delenv(name, raising=False)
     close_stores()
     client.default_namespace()

@@ -125,6 +125,6 @@ def plan_gc(
 def apply_gc(store: Store, plan: GcPlan) -> None:
     """Delete the plan's runs, then its blobs."""
     store.metadata.delete_runs(r["id"] for r in plan.runs)
-    for blob in plan.blobs:
-        store.artifacts.blobs.delete(blob.key)
-        store.artifacts._known.discard(blob.key)
+    keys = [blob.key for blob in plan.blobs]
+    store.artifacts.blobs.delete_many(keys)  # one request per 500 blobs on S3
+    store.artifacts._known.difference_update(keys)
