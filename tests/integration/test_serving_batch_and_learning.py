@@ -86,7 +86,7 @@ def test_artwork_batch_gives_one_choice_per_title_and_logs_them(home: Path) -> N
             mixed = await client.post("/artwork/batch", json={"requests": [
                 {"user_id": "m", "context": [0.1], "titles": TITLES},
                 {"user_id": "m", "context": [0.1, 0.2], "titles": TITLES}]})
-            assert mixed.status_code == 422 and mixed.json()["field"] == "requests"
+            assert mixed.status_code == 422 and mixed.json()["field"] == "requests.1.context"
             return [c["decision_id"] for r in results for c in r["choices"]]
 
     ids = asyncio.run(go())

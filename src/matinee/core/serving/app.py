@@ -49,7 +49,7 @@ from matinee.core.serving.requests import (
     parse_body,
 )
 from matinee.core.serving.slots import Loaded, Slot
-from matinee.errors import MatineeError, NotFoundError
+from matinee.errors import MatineeError, NotFoundError, ParameterError
 
 __all__ = ["ModelUnavailable", "Overloaded", "Server", "build_app"]
 
@@ -262,19 +262,45 @@ class Server:
     # -- artwork -----------------------------------------------------------------------
     async def artwork(self, request: Request) -> tuple[Any, Loaded | None]:
         req = ArtworkRequest.parse(parse_body(await request.body()))
-        (body, loaded), = await self._choose([req])
+        (body, loaded), = await self._choose([req], batch=False)
         return body, loaded
 
     async def artwork_batch(self, request: Request) -> tuple[Any, Loaded | None]:
         reqs = _parse_batch(parse_body(await request.body()), ArtworkRequest.parse)
-        answers = await self._choose(reqs)
+        answers = await self._choose(reqs, batch=True)
         return {"results": [body for body, _ in answers]}, answers[0][1]
 
-    async def _choose(self, reqs: list[ArtworkRequest]) -> list[tuple[dict[str, Any], Loaded]]:
+    @staticmethod
+    def _check_sizes(reqs: list[ArtworkRequest], members: list[int], loaded: Loaded, batch: bool) -> None:
+        """Refuse, naming the field, what the policy (or the rest of the batch) cannot take in one call."""
+
+        def where(i: int) -> str:
+            return f"requests.{i}." if batch else ""
+
+        model, label = loaded.model, f"the policy {loaded.name} version {loaded.version}"
+        first = reqs[members[0]]
+        dims = getattr(model, "n_context_features_", None)
+        dims = dims if isinstance(dims, int) else len(first.context)
+        width = getattr(model, "n_actions_", None)
+        k = getattr(model, "n_action_features_", None)  # None: the policy ignores variant features
+        k = k if isinstance(k, int) else len(first.titles[0].features[0])
+        for i in members:
+            req = reqs[i]
+            if len(req.context) != dims:
+                raise InvalidRequest(f"{where(i)}context has {len(req.context)} numbers; {label} takes {dims}",
+                                     f"{where(i)}context")
+            for j, title in enumerate(req.titles):
+                if isinstance(width, int) and len(title.variant_ids) > width:
+                    raise InvalidRequest(f"{where(i)}titles.{j}.variants has {len(title.variant_ids)} variants; "
+                                         f"{label} knows {width}", f"{where(i)}titles.{j}.variants")
+                if len(title.features[0]) != k:
+                    raise InvalidRequest(f"{where(i)}titles.{j}.variants.0.features has {len(title.features[0])} "
+                                         f"numbers; {label} takes {k}", f"{where(i)}titles.{j}.variants.0.features")
+
+    async def _choose(self, reqs: list[ArtworkRequest], batch: bool) -> list[tuple[dict[str, Any], Loaded]]:
         """Choose artwork for requests; those answered by one policy share one ``choose`` call."""
         endpoint = self._endpoint("artwork")
         routed = [self._model(endpoint, req.user_id) for req in reqs]
-        dims = {len(req.context) for req in reqs}
         groups: dict[int, list[int]] = {}
         for i, (loaded, _) in enumerate(routed):
             groups.setdefault(id(loaded), []).append(i)
@@ -283,18 +309,11 @@ class Server:
         now = time.time()
         for members in groups.values():
             loaded = routed[members[0]][0]
+            self._check_sizes(reqs, members, loaded, batch)
             titles = [(i, title) for i in members for title in reqs[i].titles]
             known = getattr(loaded.model, "n_actions_", None)
-            widest = max(len(t.variant_ids) for _, t in titles)
-            if isinstance(known, int) and widest > known:
-                i, t = next((i, t) for i, t in titles if len(t.variant_ids) > known)
-                j = reqs[i].titles.index(t)
-                raise InvalidRequest(f"titles.{j}.variants has {len(t.variant_ids)} variants; the policy "
-                                     f"{loaded.name} version {loaded.version} knows {known}", f"titles.{j}.variants")
-            width = known if isinstance(known, int) else widest
+            width = known if isinstance(known, int) else max(len(t.variant_ids) for _, t in titles)
             k = len(titles[0][1].features[0])
-            if len(dims) > 1 or any(len(t.features[0]) != k for _, t in titles):
-                raise InvalidRequest("every request of a batch needs contexts and features of one length", "requests")
             n = len(titles)
             mask = np.zeros((n, width), dtype=bool)
             features = np.zeros((n, width, k)) if k else None
@@ -304,9 +323,21 @@ class Server:
                 if features is not None:
                     features[row, : len(title.variant_ids)] = title.features
                 context[row] = reqs[i].context
-            choice = loaded.model.choose(context, features, mask)
+            try:
+                choice = loaded.model.choose(context, features, mask)
+            except ParameterError as exc:  # what the policy refuses, named as the request's field
+                prefix = f"requests.{members[0]}." if batch else ""
+                inner = {"context": "context", "action_features": "titles.0.variants.0.features"}.get(
+                    str(exc.fields.get("parameter")))
+                raise InvalidRequest(f"the policy refused the request: {exc.message}",
+                                     None if inner is None else prefix + inner) from None
+            raw = np.asarray(choice.propensities, dtype=float)
+            if not (np.isfinite(raw) & (raw > 0)).all():
+                prefix = f"requests.{members[0]}." if batch else ""
+                raise InvalidRequest("the policy cannot score these numbers (its scores overflowed); scale the "
+                                     "context and the variant features", f"{prefix}context")
             actions = np.asarray(choice.actions).tolist()
-            propensities = np.asarray(choice.propensities, dtype=float).tolist()
+            propensities = raw.tolist()
             slot = self.slots[(loaded.name, loaded.alias)]
             bodies: dict[int, list[dict[str, Any]]] = {i: [] for i in members}
             for row, (i, title) in enumerate(titles):

@@ -48,6 +48,8 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc}", None, status=400) from None
+    except RecursionError:
+        raise InvalidRequest("request body is nested too deeply", None, status=400) from None
     if not isinstance(data, dict):
         raise InvalidRequest("request body must be a JSON object", None)
     return data
