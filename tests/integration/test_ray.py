@@ -668,6 +668,17 @@ def test_the_command_line_offers_ray(write_flow, run_flow, tmp_path: Path) -> No
     )
 
 
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed")
+def test_an_address_where_no_ray_listens_fails_at_once(write_flow, run_flow) -> None:
+    started = time.monotonic()
+    proc = run_flow(write_flow(CLI_FLOW), "run", "--ray-address", "127.0.0.1:1", timeout=60)
+    assert time.monotonic() - started < 20
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot reach the Ray cluster at 127.0.0.1:1: Connection refused")
+    assert Flow("F").latest_run.status == "failed"
+
+
 # -- the examples ----------------------------------------------------------------------
 
 

@@ -192,18 +192,25 @@ class RayExecutor:
         self.init_seconds = 0.0
         if not ray.is_initialized():
             started = time.monotonic()
+            if address:
+                _check_reachable(address)
             try:
                 if address:
                     ray.init(address=address, log_to_driver=False, logging_level="WARNING")
                 else:
                     start_local_ray(ray)
-            except ConnectionError as exc:
-                raise ConfigError(f"cannot connect to the Ray cluster at {address}: {exc}", setting="ray_address") from exc
+            except Exception as exc:
+                what = f"connect to the Ray cluster at {address}" if address else "start a local Ray"
+                raise ConfigError(f"cannot {what}: {type(exc).__name__}: {exc}", setting="ray_address") from exc
             self.owns_ray = True
             self.init_seconds = time.monotonic() - started
-            where = f"the Ray cluster at {address}" if address else "a local Ray"
-            echo(f"Started {where} in {self.init_seconds:.1f}s ({_describe(ray.cluster_resources())})")
+            what = f"Connected to the Ray cluster at {address}" if address else "Started a local Ray"
+            echo(f"{what} in {self.init_seconds:.1f}s ({_describe(ray.cluster_resources())})")
         self.capacity = ray.cluster_resources()
+        # a Ray whose nodes all live on loopback cannot grow: refuse what it can never run
+        self.fixed_size = not address and all(
+            n.get("NodeManagerAddress") in ("127.0.0.1", "localhost") for n in ray.nodes() if n.get("Alive")
+        )
         _pickle_flow_module_by_value(ray, ctx.flow_cls)
         payload = dataclasses.replace(ctx, store=cast(Any, None), parents={})
         self.payload_ref = ray.put((payload, ctx.store.settings))
@@ -236,8 +243,8 @@ class RayExecutor:
         self.pending[key] = _Pending(spec, stem, limit)
 
     def _unavailable(self, options: dict[str, Any]) -> str | None:
-        """What a task asks for beyond the whole of a Ray that cannot grow (one started here)."""
-        if self.address:
+        """What a task asks for beyond the whole of a Ray that cannot grow (a local one)."""
+        if not self.fixed_size:
             return None  # a cluster may add nodes (autoscaling): let Ray queue the task
         names = {"num_cpus": ("CPU", "cpu", 1.0), "num_gpus": ("GPU", "gpu", 1.0), "memory": ("memory", "memory", 2**20)}
         for option, (resource, label, unit) in names.items():
@@ -341,6 +348,23 @@ class RayExecutor:
         if self.owns_ray and self.ray.is_initialized():
             self.ray.shutdown()
             self.owns_ray = False
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once, not after Ray's minutes of retries, when nothing listens at ``host:port``."""
+    import socket
+
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", "local" or a form Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {address}: {exc.strerror or exc} (setting ray_address, --ray-address)",
+            setting="ray_address",
+        ) from None
 
 
 def _read_capture(stem: str) -> tuple[bytes, bytes]:
