@@ -294,6 +294,31 @@ def test_artifacts_are_readable_afterwards_through_the_client(load_flow, on_ray)
     assert latest.params["size"] == 500
 
 
+@needs_ray
+def test_a_step_on_ray_registers_a_model_in_the_runs_registry(load_flow, on_ray) -> None:
+    import matinee
+
+    cls = load_flow(
+        """
+        from matinee import FlowSpec, current, step
+
+        class F(FlowSpec):
+            @step
+            def start(self):
+                self.model = {"weights": [0.5, 0.25]}
+                current.register_model("ranker", "model", metrics={"auc": 0.7})
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """
+    )
+    result = run(cls)
+    assert result.successful
+    assert matinee.load_model("ranker/1") == {"weights": [0.5, 0.25]}
+
+
 # -- resources ------------------------------------------------------------------------
 
 

@@ -32,10 +32,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from matinee.config import Settings
 from matinee.core.flows.decorators import timeout_seconds
 from matinee.core.runtime.task import AttemptResult, RunContext, TaskSpec, worker_attempt
 from matinee.errors import ConfigError, missing_extra
@@ -118,7 +120,8 @@ def run_on_ray(boxed_payload: list[Any], spec: TaskSpec, capture_stem: str) -> A
         _contexts[key] = ctx
     out_path, err_path = Path(capture_stem + ".out"), Path(capture_stem + ".err")
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_path, "w+b") as out, open(err_path, "w+b") as err:
+    with _run_settings_in_environment(ctx.store.settings), open(out_path, "w+b") as out, \
+            open(err_path, "w+b") as err:
         try:
             result = worker_attempt(ctx, spec, out.fileno(), err.fileno())
             out.seek(0)
@@ -128,6 +131,33 @@ def run_on_ray(boxed_payload: list[Any], spec: TaskSpec, capture_stem: str) -> A
             out_path.unlink(missing_ok=True)
             err_path.unlink(missing_ok=True)
     return result
+
+
+#: Settings a task's own code may resolve again (``load_settings()``), e.g. to register a model.
+_TASK_SETTINGS = ("home", "metadata_url", "blob_url", "user", "namespace")
+
+
+@contextmanager
+def _run_settings_in_environment(settings: Settings) -> Iterator[None]:
+    """Point ``MATINEE_*`` at the run's stores while its task runs in this (long-lived) Ray worker,
+    so code in the step that opens the default store opens the run's, as it would locally."""
+    saved = {}
+    for name in _TASK_SETTINGS:
+        key = f"MATINEE_{name.upper()}"
+        saved[key] = os.environ.get(key)
+        value = getattr(settings, name)
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = str(value)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
 
 
 def run_on_ray_reporting_start(boxed_payload: list[Any], spec: TaskSpec, capture_stem: str) -> Iterator[Any]:
