@@ -754,3 +754,17 @@ def test_batch_scoring_example_on_ray(on_ray, tmp_path: Path, monkeypatch: pytes
     assert scores["user_id"].nunique() == members
     assert scores.groupby("user_id")["rank"].max().eq(5).all()
     assert result.data.rows == len(scores) == members * 5
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [("ray_grid_search", ["--grid", '[{"model": "MostPopular"}, {"model": "EASE", "params": {"l2": 50}}]']),
+     ("ray_batch_scoring", ["--partitions", "2", "--k", "3", "--output", "scores"])],
+)
+def test_the_ray_examples_run_with_the_default_executor(run_flow, tmp_path: Path, name: str, args: list[str]) -> None:
+    proc = run_flow(REPO / "examples" / f"{name}.py", "run", "--sim-size", "tiny", *args, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "(executor process," in proc.stdout
+    if name == "ray_batch_scoring":
+        assert sorted(p.name for p in (tmp_path / "scores").glob("*.parquet")) == ["part-00000.parquet",
+                                                                                    "part-00001.parquet"]
