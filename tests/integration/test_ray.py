@@ -397,7 +397,7 @@ def test_a_step_asking_for_more_than_the_local_ray_has_fails_at_once(load_flow, 
 # -- failures ------------------------------------------------------------------------
 
 RETRY = """
-import os
+import os, signal
 from matinee import FlowSpec, Parameter, current, retry, step
 
 class F(FlowSpec):
@@ -417,6 +417,8 @@ class F(FlowSpec):
         if current.retry_count == 0:
             if self.how == "exit":
                 os._exit(3)
+            if self.how == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
             raise RuntimeError("first attempt fails")
         self.retry_count_seen = current.retry_count
         self.next(self.end)
@@ -428,7 +430,7 @@ class F(FlowSpec):
 
 
 @needs_ray
-@pytest.mark.parametrize("how", ["raise", "exit"])
+@pytest.mark.parametrize("how", ["raise", "exit", "kill"])
 def test_retry_after_an_exception_or_a_dead_worker(load_flow, on_ray, tmp_path: Path, how: str) -> None:
     counter = tmp_path / "counter.txt"
     result = run(load_flow(RETRY), counter=str(counter), how=how)
