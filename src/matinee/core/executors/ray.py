@@ -317,7 +317,7 @@ class RayExecutor:
             return self._result(key, pending)
         try:
             ref = next(key)
-        except StopIteration:  # the stream ended early: its error is in what came before
+        except StopIteration:  # the stream ended without its second item
             return AttemptResult(False, error="ProcessDied: the task's Ray worker ended without a result")
         if pending.started:
             return self._result(ref, pending)
