@@ -4,8 +4,8 @@ An experiment's exposures are the decisions its server logged on the
 experiment's endpoint for its model, with an arm that is one of its aliases,
 made inside its window (``started_at <= ts < stopped_at``, or until now while it
 runs). Each member's exposures and the feedback to them are summed into
-per-member values -- ``impressions``, ``plays`` (impressions with a ``play`` or
-``play:ITEM`` event), ``reward`` -- and the metrics compare arms on those: the
+per-member values -- ``impressions``, ``plays`` (``play`` or ``play:ITEM``
+feedback events), ``reward`` -- and the metrics compare arms on those: the
 member, the unit of randomisation, is the unit of analysis.
 
 :func:`analyze` reads the log and returns an :class:`Analysis`; the statistics
@@ -23,11 +23,15 @@ its ``context`` the team of each slot (0 for ``a``, 1 for ``b``), and a
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
+import os
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,8 +175,8 @@ def member_metrics(experiment: Experiment, events: EventLog | str | Path | None 
     Returns
     -------
     pandas.DataFrame
-        ``unit_id``, ``arm``, ``impressions``, ``plays``, ``reward``, ``played`` (0/1),
-        one row per member and arm. Feedback counts up to ``until``.
+        ``unit_id``, ``arm``, ``impressions``, ``plays`` (play events), ``reward``, ``played``
+        (1 if the member played at all), one row per member and arm. Feedback counts up to ``until``.
     """
     since = experiment.started_at if since is None else since
     until = (experiment.stopped_at or time.time()) if until is None else until
@@ -185,20 +189,100 @@ def member_metrics(experiment: Experiment, events: EventLog | str | Path | None 
         clause, names = _arm_filter(arms)
         where += " AND d." + clause
         params.update(names)
-    shown = _read(path, f"SELECT d.unit_id, d.arm, COUNT(*) AS impressions FROM decisions d WHERE {where} "
-                        "GROUP BY d.unit_id, d.arm", params)
+    shown, fed = _scan(path, where, params)
     if shown.empty:
         return pd.DataFrame({"unit_id": pd.Series(dtype=object), "arm": pd.Series(dtype=object),
                              **{c: pd.Series(dtype=np.float64) for c in _VALUES}})
-    fed = _read(path, f"SELECT d.unit_id, d.arm, SUM(f.reward) AS reward, COUNT(DISTINCT CASE WHEN {_PLAY} "
-                      "THEN f.decision_id END) AS plays FROM feedback f JOIN decisions d ON d.decision_id = "
-                      f"f.decision_id WHERE {where} AND f.ts < :until GROUP BY d.unit_id, d.arm", params)
-    frame = shown if fed.empty else shown.merge(fed, on=["unit_id", "arm"], how="left")
-    for name in ("plays", "reward"):
-        frame[name] = frame[name].astype(np.float64).fillna(0.0) if name in frame else 0.0
-    frame["impressions"] = frame["impressions"].astype(np.float64)
+    frame = shown.join(fed, how="left") if not fed.empty else shown.assign(plays=0.0, reward=0.0)
+    frame = frame.fillna({"plays": 0.0, "reward": 0.0}).reset_index()
+    keys = frame.pop("key").str.split(_UNIT_ARM, n=1, expand=True, regex=False)
+    frame.insert(0, "unit_id", keys[0])
+    frame.insert(1, "arm", keys[1])
     frame["played"] = (frame["plays"] > 0).astype(np.float64)
-    return frame
+    return frame[["unit_id", "arm", *_VALUES]]
+
+
+_UNIT_ARM = "\x1f"
+_FIELD = "\x1e"
+#: Rows of the log read per statement: bounds the memory of one chunk of text.
+CHUNK_ROWS = 2_000_000
+
+
+def _scan(path: Path, where: str, params: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Impressions, play events and reward per ``unit_id \\x1f arm`` key, in chunks of rows.
+
+    SQLite builds each chunk as one text (``group_concat``) and Arrow counts it, so
+    no Python object is made per row; chunks are read by several threads (SQLite
+    runs a statement without holding the GIL). The row ranges are fixed first, so
+    rows appended during the scan are not half-counted.
+    """
+    if not path.exists():
+        return pd.DataFrame(), pd.DataFrame()
+    key = "d.unit_id || char(31) || COALESCE(d.arm, '')"
+    shown_sql = (f"SELECT group_concat({key}, char(10)) FROM decisions d "
+                 f"WHERE d.rowid >= :lo AND d.rowid < :hi AND {where}")
+    fed_sql = (f"SELECT group_concat({key} || char(30) || (CASE WHEN {_PLAY} THEN 1 ELSE 0 END) || char(30) || "
+               "f.reward, char(10)) FROM feedback f JOIN decisions d ON d.decision_id = f.decision_id "
+               f"WHERE f.rowid >= :lo AND f.rowid < :hi AND ({_PLAY} OR f.reward != 0) AND {where} "
+               "AND d.rowid <= :last_decision AND f.ts < :until")
+    try:
+        with _reader(path) as conn:
+            bounds = {table: conn.execute(f"SELECT MIN(rowid), MAX(rowid) FROM {table}").fetchone()
+                      for table in ("decisions", "feedback")}
+    except sqlite3.Error as exc:
+        if "no such table" in str(exc):
+            return pd.DataFrame(), pd.DataFrame()
+        raise StorageError(f"cannot read the event log {path}: {exc}", path=str(path)) from exc
+    values = {**params, "last_decision": bounds["decisions"][1] or 0}
+    jobs = [(table, sql, start) for table, sql in (("decisions", shown_sql), ("feedback", fed_sql))
+            for start in range(bounds[table][0] or 0, (bounds[table][1] or -1) + 1, CHUNK_ROWS)]
+
+    def run(job: tuple[str, str, int]) -> tuple[str, Any]:
+        table, sql, start = job
+        try:
+            with _reader(path) as conn:
+                (text,) = conn.execute(sql, {**values, "lo": start, "hi": start + CHUNK_ROWS}).fetchone()
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read the event log {path}: {exc}", path=str(path)) from exc
+        if not text:
+            return table, None
+        if table == "decisions":
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            counted = pc.value_counts(pa.array(text.split("\n")))
+            return table, pd.Series(counted.field("counts").to_numpy(), index=counted.field("values").to_pandas())
+        part = pd.read_csv(io.StringIO(text), sep=_FIELD, header=None, names=["key", "plays", "reward"],
+                           dtype={"key": str, "plays": np.float64, "reward": np.float64},
+                           quoting=csv.QUOTE_NONE, engine="c", na_filter=False)
+        return table, part.groupby("key").sum()
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    counts: list[pd.Series] = []
+    sums: list[pd.DataFrame] = []
+    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1, 4))) as pool:
+        for table, result in pool.map(run, jobs):
+            if result is not None:
+                (counts if table == "decisions" else sums).append(result)
+    if not counts:
+        return pd.DataFrame(), pd.DataFrame()
+    impressions = pd.concat(counts).groupby(level=0).sum() if len(counts) > 1 else counts[0]
+    shown = pd.DataFrame({"impressions": impressions.astype(np.float64)})
+    shown.index.name = "key"
+    if not sums:
+        return shown, pd.DataFrame()
+    fed = pd.concat(sums).groupby(level=0).sum() if len(sums) > 1 else sums[0]
+    return shown, fed
+
+
+@contextmanager
+def _reader(path: Path) -> Iterator[sqlite3.Connection]:
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 def pre_period_metrics(experiment: Experiment, events: EventLog | str | Path | None = None, *,

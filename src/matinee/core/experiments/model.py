@@ -45,11 +45,11 @@ class Metric:
 
 
 #: The metrics an experiment can name. Per member and window: ``impressions`` are
-#: exposures (decisions served), ``plays`` impressions with at least one play
-#: event (``play`` or ``play:ITEM``), ``reward`` the summed feedback rewards.
+#: exposures (decisions served), ``plays`` the play events (``play`` or ``play:ITEM``)
+#: of those decisions, ``reward`` the summed feedback rewards.
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("take_rate", "ratio", "plays", "impressions", "plays / impressions (delta method)"),
-    Metric("plays_per_member", "mean", "plays", None, "played impressions per exposed member"),
+    Metric("plays_per_member", "mean", "plays", None, "play events per exposed member"),
     Metric("reward_per_member", "mean", "reward", None, "summed feedback reward per exposed member"),
     Metric("reward_per_impression", "ratio", "reward", "impressions", "reward / impressions (delta method)"),
     Metric("impressions_per_member", "mean", "impressions", None, "exposures per member (a guardrail)"),
