@@ -24,10 +24,11 @@ from typing import Any
 import pytest
 
 HAVE_S3 = all(importlib.util.find_spec(name) is not None for name in ("moto", "s3fs", "flask"))
-SKIP_REASON = "the S3 tests need moto[server] and s3fs: pip install -e '.[test]'"
+SKIP_REASON = "the S3 tests need moto[server] and s3fs, which are not installed: pip install '.[test]'"
 
-#: The AWS settings every S3 test runs under (and passes on to the flows it runs).
+
 def aws_env(endpoint: str) -> dict[str, str]:
+    """The AWS settings every S3 test runs under (and passes on to the flows it runs)."""
     return {
         "AWS_ENDPOINT_URL_S3": endpoint,
         "AWS_ENDPOINT_URL": endpoint,

@@ -386,8 +386,9 @@ def test_s3_refused_credentials_name_the_aws_settings(s3_url: str) -> None:  # n
     with enable_iam_authentication():  # the server now checks keys, and knows none
         with pytest.raises(ConfigError, match=r"refused access to s3://.*InvalidAccessKeyId.*AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
             store.put(key_of(b"x"), [b"x"])
-        with pytest.raises(ConfigError, match="AWS_ACCESS_KEY_ID"):
-            list(store.list())
+        for call in (lambda: list(store.list()), lambda: store.open(key_of(b"x")), lambda: store.exists(key_of(b"x"))):
+            with pytest.raises(ConfigError, match="AWS_ACCESS_KEY_ID"):
+                call()
 
 
 def test_s3_missing_credentials_name_the_aws_settings(s3_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
