@@ -131,6 +131,51 @@ def test_linear_flow_on_ray(load_flow, on_ray) -> None:
     assert result.metric("m").last == 3.0
 
 
+class _TimedStream:
+    """A text stream that records when each line was written."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[float, str]] = []
+
+    def write(self, text: str) -> int:
+        self.lines += [(time.monotonic(), line) for line in text.splitlines()]
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+@needs_ray
+def test_output_of_a_running_task_on_a_local_ray_is_shown_live(load_flow, on_ray) -> None:
+    cls = load_flow(
+        """
+        import time
+        from matinee import FlowSpec, step
+
+        class F(FlowSpec):
+            @step
+            def start(self):
+                print("before the wait", flush=True)
+                time.sleep(2)
+                print("after the wait")
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """
+    )
+    out = _TimedStream()
+    saved, sys.stdout = sys.stdout, out  # type: ignore[assignment]
+    try:
+        result = run(cls)
+    finally:
+        sys.stdout = saved
+    when = {line.split("] ", 1)[1]: at for at, line in out.lines if line.startswith("[")}
+    assert when["after the wait"] - when["before the wait"] > 1.0
+    assert result["start"].task.stdout == "before the wait\nafter the wait\n"
+
+
 @needs_ray
 def test_branch_join_and_merge_artifacts_on_ray(load_flow, on_ray) -> None:
     cls = load_flow(

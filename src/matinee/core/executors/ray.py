@@ -16,6 +16,10 @@ deadline as everywhere, and a Ray task still running ``KILL_GRACE`` seconds late
 is cancelled with ``ray.cancel(force=True)``. A worker that dies mid-task fails
 that attempt (``ProcessDied``) and ``@retry`` runs it again.
 
+Each task's output is captured in its worker (at the file-descriptor level) and
+shipped back with its result; on a local Ray the runner also shows it live, reading
+the capture files as they grow.
+
 Without an address, a local Ray is started for the run (bound to 127.0.0.1, no
 dashboard) and stopped after it; with one (``--ray-address`` or the
 ``ray_address`` setting) the run connects to that cluster. If this process is
@@ -33,7 +37,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -181,6 +185,8 @@ class _Pending:
     started: bool = False
     deadline: float | None = None
     killed_for_timeout: bool = False
+    echoed: list[int] = field(default_factory=lambda: [0, 0])  # bytes of stdout, stderr shown so far
+    partial: list[bytes] = field(default_factory=lambda: [b"", b""])  # an unfinished last line of each
 
 
 _remote: dict[str, Any] = {}
@@ -288,7 +294,7 @@ class RayExecutor:
         finished, self._refused = self._refused, []
         start = time.monotonic()
         while self.pending and not finished:
-            wait_for = 0.5
+            wait_for = 0.25 if self.fixed_size else 0.5  # a local Ray's output is shown live, polled
             deadlines = [p.deadline for p in self.pending.values() if p.deadline and not p.killed_for_timeout]
             if deadlines:
                 wait_for = max(0.0, min(wait_for, min(deadlines) - time.monotonic()))
@@ -304,11 +310,13 @@ class RayExecutor:
                 if result is not None:
                     del self.pending[key]
                     finished.append((pending.spec, result))
+                    self._echo_rest(pending, result)
+            if self.fixed_size:
+                for pending in self.pending.values():
+                    self._echo_live(pending)
             self._enforce_deadlines()
             if timeout is not None and time.monotonic() - start >= timeout:
                 break
-        for spec, result in finished:
-            self._echo(spec, result)
         return finished
 
     def _collect(self, key: Any, pending: _Pending) -> AttemptResult | None:
@@ -355,15 +363,36 @@ class RayExecutor:
                 pending.killed_for_timeout = True
                 self.ray.cancel(key, force=True)
 
-    def _echo(self, spec: TaskSpec, result: AttemptResult) -> None:
-        """Print a finished task's output with its ``[run/step/task]`` prefix, like the other executors."""
-        prefix = f"[{self.ctx.pathspec(spec)}] "
-        for data, target in ((result.stdout, sys.stdout), (result.stderr, sys.stderr)):
-            if not data:
+    def _echo_live(self, pending: _Pending) -> None:
+        """Show what a running task has written so far (its capture files are on this machine)."""
+        for stream, suffix in ((0, ".out"), (1, ".err")):
+            try:
+                with open(pending.capture_stem + suffix, "rb") as fh:
+                    fh.seek(pending.echoed[stream])
+                    data = fh.read(1 << 20)
+            except OSError:
                 continue
-            text = data.decode("utf-8", "replace")
-            target.write("".join(prefix + line + "\n" for line in text.splitlines()))
-            target.flush()
+            if data:
+                pending.echoed[stream] += len(data)
+                self._echo_lines(pending, stream, data, final=False)
+
+    def _echo_rest(self, pending: _Pending, result: AttemptResult) -> None:
+        """Show a finished task's output not shown yet, with its ``[run/step/task]`` prefix."""
+        for stream, data in ((0, result.stdout), (1, result.stderr)):
+            self._echo_lines(pending, stream, data[pending.echoed[stream]:], final=True)
+
+    def _echo_lines(self, pending: _Pending, stream: int, data: bytes, final: bool) -> None:
+        text = pending.partial[stream] + data
+        lines = text.split(b"\n")
+        pending.partial[stream] = b"" if final else lines.pop()
+        if final and lines and not lines[-1]:
+            lines.pop()
+        if not lines:
+            return
+        prefix = f"[{self.ctx.pathspec(pending.spec)}] "
+        target = sys.stdout if stream == 0 else sys.stderr
+        target.write("".join(prefix + line.decode("utf-8", "replace") + "\n" for line in lines))
+        target.flush()
 
     def shutdown(self) -> None:
         """Cancel what still runs; stop (or disconnect from) the Ray this executor started."""
