@@ -765,23 +765,21 @@ def _load_example(name: str, monkeypatch: pytest.MonkeyPatch) -> object:
 
 
 @needs_ray
-def test_hyperparameter_grid_example_on_ray(run_flow, on_ray: str, tmp_path: Path) -> None:
+def test_hyperparameter_grid_example_on_ray(on_ray, monkeypatch: pytest.MonkeyPatch) -> None:
     grid = [
         {"model": "MostPopular", "params": {}},
         {"model": "ItemKNN", "params": {"neighbors": 20}},
         {"model": "ItemKNN", "params": {"neighbors": 50}},
     ]
-    proc = run_flow(REPO / "examples" / "ray_grid_search.py", "run", "--ray-address", on_ray,
-                    "--sim-size", "tiny", "--grid", json.dumps(grid), "--run-id-file", str(tmp_path / "id"),
-                    timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = Run(f"GridSearchFlow/{int((tmp_path / 'id').read_text())}")
+    module = _load_example("ray_grid_search", monkeypatch)
+    result = run(module.GridSearchFlow, **{"sim-size": "tiny", "grid": json.dumps(grid)})  # type: ignore[attr-defined]
     assert "executor:ray" in result.system_tags
     board = result.data.leaderboard
     assert len(board) == 3
     assert board == sorted(board, key=lambda row: -row["ndcg@10"])
     assert result.data.best["model"] in {"MostPopular", "ItemKNN"}
     assert len(list(result["fit"].tasks())) == 3
+    assert "ndcg@10" in result["fit"].task.stdout
 
 
 @needs_ray
