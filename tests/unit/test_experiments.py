@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -318,3 +319,11 @@ def test_feedback_after_the_analysis_time_is_not_counted(ranker, tmp_path: Path)
         serve_traffic(log, e, range(200), {"champion": 1.0, "challenger": 1.0}, ts=10.0)
     assert member_metrics(e, path, until=10.2)["plays"].sum() == 0
     assert member_metrics(e, path, until=time.time())["plays"].sum() > 0
+
+
+def test_the_experiments_guide_examples_run(capsys):
+    text = (Path(__file__).resolve().parents[2] / "docs" / "experiments.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        exec(compile(block, "docs/experiments.md", "exec"), {})
