@@ -49,6 +49,7 @@ async def serving(deployment: Deployment) -> AsyncIterator[httpx.AsyncClient]:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            client.app = app  # type: ignore[attr-defined]  # for tests that reach the Server behind it
             yield client
 
 

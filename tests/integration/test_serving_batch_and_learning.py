@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +10,13 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from test_serving import serving
 
 from matinee.apps.artwork.policies import EpsilonGreedy, UniformRandom
 from matinee.apps.recs import Interactions
 from matinee.apps.recs.models import MostPopular
 from matinee.core.registry import alias_history, get_model, promote, register_model, versions
-from matinee.core.serving import Deployment, Endpoint, build_app, serve
+from matinee.core.serving import Deployment, Endpoint, serve
 from matinee.errors import ConfigError
 
 LOG = pd.DataFrame({
@@ -31,16 +30,6 @@ TITLES = [
     {"title_id": "t1", "variants": [{"id": "v1", "features": [1.0, 0.0]}, {"id": "v2", "features": [0.0, 1.0]}]},
     {"title_id": "t2", "variants": [{"id": "w1", "features": [0.5, 0.5]}, {"id": "w2", "features": [0.2, 0.1]}]},
 ]
-
-
-@contextlib.asynccontextmanager
-async def serving(deployment: Deployment) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_app(deployment)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            client.app = app  # type: ignore[attr-defined]
-            yield client
 
 
 def test_recommendation_batch_answers_like_single_requests() -> None:
