@@ -157,8 +157,8 @@ def _arm_filter(arms: list[str]) -> tuple[str, dict[str, Any]]:
 
 
 def member_metrics(experiment: Experiment, events: EventLog | str | Path | None = None, *,
-                   since: float | None = None, until: float | None = None, arms: list[str] | None = None
-                   ) -> pd.DataFrame:
+                   since: float | None = None, until: float | None = None, arms: list[str] | None = None,
+                   feedback_until: float | None = None) -> pd.DataFrame:
     """Per member and arm, the experiment's exposures in ``[since, until)`` and the feedback to them.
 
     Parameters
@@ -169,6 +169,9 @@ def member_metrics(experiment: Experiment, events: EventLog | str | Path | None 
         The event log (an :class:`~matinee.core.events.EventLog` or its file); default the home's.
     since, until
         The window; default the experiment's (until now while it runs).
+    feedback_until
+        Feedback counts up to this time: default ``until`` when it is given, else now
+        (feedback to the last exposures may come after a stop).
     arms
         Arms to read; default the experiment's aliases (any arm: pass ``[]``).
 
@@ -176,15 +179,18 @@ def member_metrics(experiment: Experiment, events: EventLog | str | Path | None 
     -------
     pandas.DataFrame
         ``unit_id``, ``arm``, ``impressions``, ``plays`` (play events), ``reward``, ``played``
-        (1 if the member played at all), one row per member and arm. Feedback counts up to ``until``.
+        (1 if the member played at all), one row per member and arm.
     """
     since = experiment.started_at if since is None else since
+    if feedback_until is None:
+        feedback_until = time.time() if until is None else until
     until = (experiment.stopped_at or time.time()) if until is None else until
     path = _log_path(events)
     arms = experiment.aliases if arms is None else arms
     where = "d.endpoint = :endpoint AND d.model = :model AND d.ts >= :since AND d.ts < :until"
     params: dict[str, Any] = {"endpoint": experiment.endpoint, "model": experiment.model,
-                              "since": float(since or 0.0), "until": float(until)}
+                              "since": float(since or 0.0), "until": float(until),
+                              "feedback_until": float(feedback_until)}
     if arms:
         clause, names = _arm_filter(arms)
         where += " AND d." + clause
@@ -224,16 +230,26 @@ def _scan(path: Path, where: str, params: Mapping[str, Any]) -> tuple[pd.DataFra
     fed_sql = (f"SELECT group_concat({key} || char(30) || (CASE WHEN {_PLAY} THEN 1 ELSE 0 END) || char(30) || "
                "f.reward, char(10)) FROM feedback f JOIN decisions d ON d.decision_id = f.decision_id "
                f"WHERE f.rowid >= :lo AND f.rowid < :hi AND ({_PLAY} OR f.reward != 0) AND {where} "
-               "AND d.rowid <= :last_decision AND f.ts < :until")
+               "AND d.rowid <= :last_decision AND f.ts >= :early AND f.ts < :feedback_until")
     try:
         with _reader(path) as conn:
-            bounds = {table: conn.execute(f"SELECT MIN(rowid), MAX(rowid) FROM {table}").fetchone()
-                      for table in ("decisions", "feedback")}
+            # The rows that can matter, found on the time indexes: decisions of the window, and
+            # feedback from the window's start (less a day of clock skew) to its end.
+            window = {"since": params["since"], "until": params["until"], "early": params["since"] - DAY,
+                      "feedback_until": params["feedback_until"]}
+            bounds = {
+                "decisions": conn.execute("SELECT MIN(rowid), MAX(rowid) FROM decisions WHERE ts >= :since "
+                                          "AND ts < :until", window).fetchone(),
+                "feedback": conn.execute("SELECT MIN(rowid), MAX(rowid) FROM feedback WHERE ts >= :early "
+                                         "AND ts < :feedback_until", window).fetchone(),
+            }
     except sqlite3.Error as exc:
         if "no such table" in str(exc):
             return pd.DataFrame(), pd.DataFrame()
         raise StorageError(f"cannot read the event log {path}: {exc}", path=str(path)) from exc
-    values = {**params, "last_decision": bounds["decisions"][1] or 0}
+    if bounds["decisions"][0] is None:
+        return pd.DataFrame(), pd.DataFrame()
+    values = {**params, "last_decision": bounds["decisions"][1], "early": params["since"] - DAY}
     jobs = [(table, sql, start) for table, sql in (("decisions", shown_sql), ("feedback", fed_sql))
             for start in range(bounds[table][0] or 0, (bounds[table][1] or -1) + 1, CHUNK_ROWS)]
 
@@ -343,8 +359,9 @@ def analyze(experiment: Experiment | str, events: EventLog | str | Path | None =
                             f"`matinee experiments start {experiment.name}`)", experiment=experiment.name)
     end = (experiment.stopped_at or time.time()) if until is None else until
     if experiment.kind == "interleaving":
-        return _analyze_interleaving(experiment, events, float(end), alpha)
-    members = member_metrics(experiment, events, until=end)
+        return _analyze_interleaving(experiment, events, float(end), alpha,
+                                     time.time() if until is None else float(until))
+    members = member_metrics(experiment, events, until=end, feedback_until=time.time() if until is None else until)
     if members.empty:
         raise NotFoundError(
             f"experiment {experiment.name!r} has no exposures yet: no {experiment.endpoint} decisions of "
@@ -480,13 +497,13 @@ def _check_assignment(experiment: Experiment, members: pd.DataFrame) -> tuple[in
 
 # -- interleaving ---------------------------------------------------------------------------------
 def _analyze_interleaving(experiment: Experiment, events: EventLog | str | Path | None, until: float,
-                          alpha: float | None) -> Analysis:
+                          alpha: float | None, feedback_until: float) -> Analysis:
     from matinee.core.experiments.interleaving import preference
 
     assert experiment.started_at is not None
     path = _log_path(events)
     params = {"endpoint": experiment.endpoint, "model": experiment.model, "arm": experiment.interleaved_arm,
-              "since": float(experiment.started_at), "until": until}
+              "since": float(experiment.started_at), "until": until, "feedback_until": feedback_until}
     where = "d.endpoint = :endpoint AND d.model = :model AND d.arm = :arm AND d.ts >= :since AND d.ts < :until"
     shown = _read(path, f"SELECT d.decision_id, d.unit_id, d.context, d.candidates FROM decisions d WHERE {where} "
                         "ORDER BY d.ts", params)
@@ -495,7 +512,7 @@ def _analyze_interleaving(experiment: Experiment, events: EventLog | str | Path 
             f"experiment {experiment.name!r} has no exposures yet: no interleaved {experiment.endpoint} decisions "
             f"of {experiment.model} (arm {experiment.interleaved_arm!r}) since it started", experiment=experiment.name)
     plays = _read(path, f"SELECT f.decision_id, f.event FROM feedback f JOIN decisions d ON d.decision_id = "
-                        f"f.decision_id WHERE {where} AND f.ts < :until AND {_PLAY}", params)
+                        f"f.decision_id WHERE {where} AND f.ts < :feedback_until AND {_PLAY}", params)
     played: dict[str, set[str]] = {}
     unattributed = 0
     for decision_id, event in zip(plays.get("decision_id", []), plays.get("event", []), strict=True):
