@@ -1,4 +1,7 @@
-"""The client: flows, runs, steps, tasks, artifacts, metrics, tracked runs and namespaces."""
+"""The client: flows, runs, steps, tasks, artifacts, metrics, tracked runs and namespaces.
+
+The tests marked ``both_dialects`` run twice, on SQLite and on PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,9 @@ from matinee import Flow, NotFoundError, Run, Step, Task, namespace
 from matinee.core.client import default_namespace, get_namespace
 from matinee.core.runtime.runner import Runner
 from matinee.errors import NamespaceError, ParameterError, RunFailed
+
+#: Run the test once on SQLite and once on PostgreSQL (see ``metadata_url`` in tests/_postgres.py).
+both_dialects = pytest.mark.usefixtures("metadata_url")
 
 FLOW = """
 from matinee import FlowSpec, Parameter, current, step
@@ -71,6 +77,7 @@ def made_runs(load_flow) -> list[int]:
     return ids
 
 
+@both_dialects
 def test_flow_runs_latest_and_latest_successful(made_runs: list[int]) -> None:
     flow = Flow("F")
     assert [r.id for r in flow.runs()] == list(reversed(made_runs))
@@ -149,6 +156,7 @@ def test_metrics_are_series(made_runs: list[int]) -> None:
     assert task1.metrics["acc"].values == [0.6] and task1.metrics["branch"].steps == [1]
 
 
+@both_dialects
 def test_start_run_records_metrics_params_and_tags() -> None:
     with matinee.start_run("tuning", tags=["sweep"], params={"lr": 0.1}) as tracked:
         for i in range(10):
@@ -203,6 +211,7 @@ def test_start_run_refuses_bad_names(name) -> None:
         matinee.start_run(name)
 
 
+@both_dialects
 def test_log_batch_of_many_points_is_all_readable() -> None:
     points = [("loss", 1.0 / (i + 1), i) for i in range(5000)]
     with matinee.start_run("batched") as tracked:

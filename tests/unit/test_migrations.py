@@ -1,8 +1,14 @@
-"""The Alembic migrations build exactly the schema in ``matinee.core.storage.schema``."""
+"""The Alembic migrations build exactly the schema in ``matinee.core.storage.schema``.
+
+The tests taking ``engine`` run on SQLite and on PostgreSQL (an empty database each).
+"""
 
 from __future__ import annotations
 
+import os
+import re
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,11 +29,20 @@ from matinee.core.storage.schema import metadata
 MIGRATIONS = Path(dbmod.__file__).parent / "migrations"
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_engine(f"sqlite:///{tmp_path / 'm.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on an empty database (no table at all) of each dialect."""
+    if request.param == "sqlite":
+        engine = create_engine(f"sqlite:///{tmp_path / 'm.db'}")
+        yield engine
+        engine.dispose()
+        return
+    server = request.getfixturevalue("postgres")
+    name = server.database(empty=True)
+    engine = create_engine(server.url(name).replace("postgresql://", "postgresql+psycopg://"))
     yield engine
     engine.dispose()
+    server.release(name, reuse=False)
 
 
 def alembic_config(connection: Connection) -> Config:
@@ -54,8 +69,10 @@ def default_differences(connection: Connection) -> list[tuple[str, str, Any, Any
         for column in table.columns:
             want = None if column.server_default is None else str(column.server_default.arg)  # type: ignore[attr-defined]
             have = reflected.get(column.name)
-            if have is not None:
-                have = have.strip("'\"")
+            if have is not None:  # SQLite: '' or "x"; PostgreSQL: ''::character varying
+                have = re.sub(r"::[\w ]+$", "", have).strip("'\"")
+            if want is None and have is not None and have.startswith("nextval("):
+                continue  # PostgreSQL: an autoincrementing key is a column with a sequence as its default
             if column.name in reflected and want != have:
                 found.append((table.name, column.name, want, have))
     return found
@@ -149,3 +166,85 @@ def test_an_interrupted_first_open_is_finished_by_the_next(tmp_path: Path) -> No
     db = SqliteDatabase(path)
     assert db.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION
     db.close()
+
+
+# -- PostgreSQL: opening a database migrates it, once, whoever gets there first ----------
+
+
+@pytest.fixture
+def empty_postgres(postgres: Any) -> Iterator[str]:
+    """The URL of an empty PostgreSQL database (no table at all)."""
+    name = postgres.database(empty=True)
+    yield postgres.url(name)
+    postgres.release(name, reuse=False)
+
+
+def _open_postgres(url: str, gate: str) -> str:
+    from matinee.core.storage.metadata import MetadataStore
+
+    while not os.path.exists(gate):
+        time.sleep(0.001)
+    try:
+        MetadataStore.open(url).close()
+    except Exception as exc:  # reported to the parent, which asserts on it
+        return repr(exc)
+    return ""
+
+
+def test_processes_opening_one_empty_postgresql_database_at_once_migrate_it_once(
+    empty_postgres: str, tmp_path: Path
+) -> None:
+    import multiprocessing
+
+    gate = tmp_path / "go"
+    with multiprocessing.get_context("fork").Pool(6) as pool:
+        pending = pool.starmap_async(_open_postgres, [(empty_postgres, str(gate))] * 6)
+        time.sleep(0.2)  # let every worker reach the gate
+        gate.touch()
+        errors = [e for e in pending.get(timeout=120) if e]
+    assert errors == []
+    engine = create_engine(empty_postgres.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as connection:
+        assert differences(connection) == []
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == [SCHEMA_REVISION]
+    engine.dispose()
+
+
+def test_a_version_1_postgresql_database_migrates_forward_on_open(empty_postgres: str) -> None:
+    from matinee.core.storage.metadata import MetadataStore
+
+    engine = create_engine(empty_postgres.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0001")
+        connection.exec_driver_sql(
+            "INSERT INTO runs (flow_name, status, user_name, created_at) VALUES ('Old', 'completed', 'u', 1)"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO model_versions (name, version, run_id, artifact_key, created_at) VALUES ('old', 1, 1, 'k', 1)"
+        )
+    engine.dispose()
+    meta = MetadataStore.open(empty_postgres)
+    try:
+        assert meta.db.query("SELECT version_num FROM alembic_version") == [{"version_num": SCHEMA_REVISION}]
+        assert meta.get_run(1)["flow_name"] == "Old"  # type: ignore[index]
+        assert meta.add_model_version("old", {"artifact_key": "k2"}) == 2
+        assert meta.model_version("old", 1)["description"] is None  # type: ignore[index]
+    finally:
+        meta.close()
+
+
+def test_a_newer_postgresql_schema_asks_to_upgrade_matinee(postgres_url: str) -> None:
+    from matinee.core.storage.metadata import MetadataStore
+    from matinee.errors import StorageError
+
+    newer = f"{SCHEMA_VERSION + 1:04d}"
+    meta = MetadataStore.open(postgres_url)
+    meta.db.execute("UPDATE alembic_version SET version_num = :v", dict(v=newer))
+    meta.close()
+    with pytest.raises(StorageError, match="upgrade matinee") as info:
+        MetadataStore.open(postgres_url)
+    assert f"schema version {SCHEMA_VERSION + 1}" in str(info.value)
+    engine = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as connection:
+        assert current_revision(connection) == newer
+    engine.dispose()

@@ -1,4 +1,7 @@
-"""The model registry on a real SQLite store: versions, lineage, aliases, promote and rollback."""
+"""The model registry on a real store: versions, lineage, aliases, promote and rollback.
+
+The tests marked ``both_dialects`` run twice, on SQLite and on PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +23,9 @@ from matinee.core.client import Run, namespace
 from matinee.core.gc import apply_gc, plan_gc
 from matinee.core.runtime.runner import Runner
 from matinee.core.store import close_stores, open_store
+
+#: Run the test once on SQLite and once on PostgreSQL (see ``metadata_url`` in tests/_postgres.py).
+both_dialects = pytest.mark.usefixtures("metadata_url")
 
 TRAIN = """
 from matinee import FlowSpec, current, step
@@ -44,6 +50,7 @@ def train_run(load_flow: Any) -> Run:
     return Run(f"Train/{run_id}")
 
 
+@both_dialects
 def test_register_an_object_records_lineage_and_loads_back() -> None:
     v = matinee.register_model("ranker", {"w": [1, 2]}, metrics={"ndcg": 0.3}, tags=["a", "b"],
                                description="first", dataset_hash="d1")
@@ -60,6 +67,7 @@ def test_register_an_object_records_lineage_and_loads_back() -> None:
     assert [x.version for x in registry.versions("ranker")] == [1, 2]
 
 
+@both_dialects
 def test_register_from_a_run_artifact(train_run: Run) -> None:
     start = train_run["start"].task
     end = train_run["end"].task
@@ -77,6 +85,7 @@ def test_register_from_a_run_artifact(train_run: Run) -> None:
     assert matinee.load_model("m/2") == {"weights": [1.0]}
 
 
+@both_dialects
 def test_a_step_registers_a_model_with_its_run_and_task(train_run: Run) -> None:
     start = train_run["start"].task
     (v,) = registry.versions("inflow")
@@ -87,6 +96,7 @@ def test_a_step_registers_a_model_with_its_run_and_task(train_run: Run) -> None:
     assert matinee.load_model("inflow") == {"weights": [0.5, 0.25]}
 
 
+@both_dialects
 def test_a_step_in_a_worker_process_registers_too(load_flow: Any) -> None:
     run_id = Runner(load_flow(TRAIN, "Train"), executor="process", quiet=True).run()
     (v,) = registry.versions("inflow")
@@ -112,6 +122,7 @@ for i in range(10):
 """
 
 
+@both_dialects
 def test_concurrent_processes_never_reuse_a_version(tmp_path: Path) -> None:
     open_store()  # create the schema first, as a real deployment has
     script = tmp_path / "worker.py"
@@ -129,6 +140,7 @@ def test_concurrent_processes_never_reuse_a_version(tmp_path: Path) -> None:
     assert len(loaded) == 40
 
 
+@both_dialects
 def test_aliases_set_move_delete_with_history() -> None:
     for value in range(3):
         matinee.register_model("a", [value])
@@ -148,6 +160,7 @@ def test_aliases_set_move_delete_with_history() -> None:
     assert registry.list_models()[0]["aliases"] == {}
 
 
+@both_dialects
 def test_promote_and_rollback_walk_the_history() -> None:
     for value in range(3):
         matinee.register_model("p", [value])
@@ -166,6 +179,7 @@ def test_promote_and_rollback_walk_the_history() -> None:
     assert {m["name"]: m["aliases"] for m in registry.list_models()} == {"p": {"champion": 1, "challenger": 3}}
 
 
+@both_dialects
 def test_a_failed_promote_changes_nothing() -> None:
     matinee.register_model("f", [1])
     registry.promote("f", 1)
@@ -175,6 +189,7 @@ def test_a_failed_promote_changes_nothing() -> None:
     assert len(registry.alias_history("f")) == 1
 
 
+@both_dialects
 def test_gc_keeps_the_run_and_blob_of_a_registered_model(train_run: Run) -> None:
     key = matinee.register_model("kept", f"{train_run.pathspec}:final").artifact_key
     loose = matinee.register_model("loose", {"not": "in a run"}).artifact_key
@@ -218,11 +233,13 @@ def test_errors_name_what_is_wrong(call: Any, error: type[Exception], message: s
         call()
 
 
+@both_dialects
 def test_an_artifact_the_task_lacks_is_named(train_run: Run) -> None:
     with pytest.raises(NotFoundError, match="no artifact 'missing'.*it has: "):
         matinee.register_model("m", f"{train_run.pathspec}:missing")
 
 
+@both_dialects
 def test_other_users_runs_can_be_registered(train_run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MATINEE_USER", "someone-else")
     close_stores()
@@ -258,7 +275,7 @@ def test_a_version_1_database_migrates_forward_and_keeps_its_rows(home: Path) ->
     conn.close()
 
     store = open_store()
-    assert store.metadata.db.query("PRAGMA user_version")[0]["user_version"] == 2
+    assert store.metadata.db.query("PRAGMA user_version")[0]["user_version"] == dbmod.SCHEMA_VERSION
     assert store.metadata.get_run(1)["flow_name"] == "Old"
     old = registry.get_model("old", 1)
     assert (old.run_pathspec, old.artifact_key, old.tags, old.metrics) == ("Old/1", "k", [], {})

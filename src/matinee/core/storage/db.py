@@ -9,7 +9,15 @@ written once, as portable text with ``:name`` parameters. It runs on:
   CLI start in milliseconds; SQLAlchemy and Alembic are imported only when the
   schema must be created or migrated.
 * :class:`SqlAlchemyDatabase` -- any other URL SQLAlchemy understands
-  (``postgresql://...``), migrated with Alembic on first use.
+  (``postgresql://...`` through psycopg 3), migrated with Alembic on first use.
+  A transaction is one pooled connection per thread; :meth:`~Database.lock`
+  takes a transaction-scoped advisory lock where SQLite's ``BEGIN IMMEDIATE``
+  already serializes every writer.
+
+What differs between the dialects is kept out of the SQL: upserts are written
+``INSERT ... ON CONFLICT`` (both understand it), new ids come back through
+:meth:`~Database.insert` (``lastrowid`` or ``RETURNING id``), times are floats
+and structured values JSON text.
 
 The schema itself is :mod:`matinee.core.storage.schema` and its migrations.
 """
@@ -73,7 +81,15 @@ class Database(Protocol):
 
     def insert(self, sql: str, params: Mapping[str, Any]) -> int: ...
 
-    def transaction(self) -> Any: ...
+    def transaction(self, *, durable: bool = True) -> Any:
+        """A block of statements that commit together (or not at all). ``durable=False``
+        may acknowledge the commit before it is on disk (a server crash can lose the
+        last moments of such commits; they stay atomic): for metric batches."""
+        ...
+
+    def lock(self, key: str) -> None:
+        """Hold an exclusive lock named ``key`` until the enclosing transaction ends."""
+        ...
 
     def close(self) -> None: ...
 
@@ -201,7 +217,8 @@ class SqliteDatabase:
                 raise StorageError(f"metadata write failed: {exc}") from exc
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, *, durable: bool = True) -> Iterator[None]:
+        # ``durable`` changes nothing: in WAL mode with synchronous=NORMAL no commit waits for the disk
         with self._lock:
             conn = self.conn
             if self._depth:
@@ -225,6 +242,11 @@ class SqliteDatabase:
             self._depth = 0
             conn.execute("COMMIT")
 
+    def lock(self, key: str) -> None:
+        """Nothing to do: ``BEGIN IMMEDIATE`` already holds the database's one write lock."""
+        if not self._depth:
+            raise StorageError("lock() needs an open transaction")
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
@@ -239,29 +261,74 @@ class SqliteDatabase:
 
 
 class SqlAlchemyDatabase:
-    """Any database SQLAlchemy speaks to (PostgreSQL for teams), same SQL text."""
+    """Any database SQLAlchemy speaks to (PostgreSQL for teams), same SQL text.
+
+    Statements outside a transaction run on a pooled connection each, in their
+    own short transaction; :meth:`transaction` pins one connection to the
+    calling thread until the block ends (commit) or raises (rollback). The
+    isolation level is the server's default (READ COMMITTED on PostgreSQL), so
+    every statement sees what committed before it: a writer that first takes
+    :meth:`lock` reads the state the previous holder left.
+    """
+
+    #: Advisory lock keys: the migration lock (one 64-bit key) and the class of
+    #: :meth:`lock` keys (two 32-bit keys; the two key spaces never overlap).
+    MIGRATION_LOCK = 74221
+    LOCK_CLASS = 74222
 
     def __init__(self, url: str) -> None:
-        from sqlalchemy import create_engine, inspect
+        try:
+            from sqlalchemy import create_engine
+            from sqlalchemy.exc import SQLAlchemyError
+        except ImportError:  # pragma: no cover - a core dependency
+            raise missing_extra("sqlalchemy", "core") from None
 
-        self.engine = create_engine(url, pool_pre_ping=True, future=True)
+        self.engine = create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=16)
         self.dialect = self.engine.dialect.name
         self._local = threading.local()
         self._pid = os.getpid()
+        try:
+            self._ensure_schema()
+        except SQLAlchemyError as exc:
+            self.engine.dispose()
+            raise StorageError(f"cannot open the metadata database {self._where()}: {_reason(exc)}",
+                               url=self._where()) from exc
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    def _where(self) -> str:
+        return str(self.engine.url.render_as_string(hide_password=True))
+
+    def _revision(self, connection: Any) -> str | None:
+        from sqlalchemy import inspect
+
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+
+    def _ensure_schema(self) -> None:
         with self.engine.begin() as connection:
-            tables = inspect(connection).get_table_names()
-            current = None
-            if "alembic_version" in tables:
-                current = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+            current = self._revision(connection)
+            if current == SCHEMA_REVISION:
+                return
+            if self.dialect == "postgresql":  # one migrator at a time; the others then find it done
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({self.MIGRATION_LOCK})")
+                current = self._revision(connection)
+            if current is not None and current.isdigit() and int(current) > SCHEMA_VERSION:
+                raise StorageError(
+                    f"the metadata database {self._where()} has schema version {int(current)}, newer than"
+                    f" this matinee understands ({SCHEMA_VERSION}); upgrade matinee",
+                    url=self._where(),
+                )
             if current != SCHEMA_REVISION:
-                if self.dialect == "postgresql":
-                    connection.exec_driver_sql("SELECT pg_advisory_xact_lock(74221)")
                 migrate(connection)
 
     def _connection(self) -> Any:
         if self._pid != os.getpid():  # after a fork, never share the parent's sockets
             self.engine.dispose(close=False)
             self._pid = os.getpid()
+            self._local = threading.local()
         return getattr(self._local, "conn", None)
 
     def _execute(self, sql: str, params: Mapping[str, Any] | None) -> Any:
@@ -276,7 +343,7 @@ class SqlAlchemyDatabase:
                 result = own.execute(text(sql), dict(params or {}))
                 return _Buffered(result)
         except SQLAlchemyError as exc:
-            raise StorageError(f"metadata query failed: {exc}") from exc
+            raise StorageError(f"metadata query failed: {_reason(exc)}") from exc
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         result = self._execute(sql, params)
@@ -291,27 +358,60 @@ class SqlAlchemyDatabase:
 
     def executemany(self, sql: str, rows: Iterable[Mapping[str, Any]]) -> None:
         from sqlalchemy import text
+        from sqlalchemy.exc import SQLAlchemyError
 
         batch = [dict(r) for r in rows]
         if not batch:
             return
         with self.transaction():
-            self._local.conn.execute(text(sql), batch)
+            try:
+                self._local.conn.execute(text(sql), batch)
+            except SQLAlchemyError as exc:
+                raise StorageError(f"metadata write failed: {_reason(exc)}") from exc
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, *, durable: bool = True) -> Iterator[None]:
+        from sqlalchemy.exc import SQLAlchemyError
+
         if self._connection() is not None:
             yield
             return
-        with self.engine.begin() as conn:
-            self._local.conn = conn
-            try:
-                yield
-            finally:
-                self._local.conn = None
+        try:
+            with self.engine.begin() as conn:
+                self._local.conn = conn
+                try:
+                    if not durable and self.dialect == "postgresql":  # don't wait for the WAL flush
+                        conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                    yield
+                finally:
+                    self._local.conn = None
+        except SQLAlchemyError as exc:  # the commit itself failed (a deferred constraint, a lost connection)
+            raise StorageError(f"metadata transaction failed: {_reason(exc)}") from exc
+
+    def lock(self, key: str) -> None:
+        """A transaction-scoped advisory lock on ``key`` (PostgreSQL); released by commit or rollback."""
+        if self._connection() is None:
+            raise StorageError("lock() needs an open transaction")
+        if self.dialect == "postgresql":
+            self.query("SELECT pg_advisory_xact_lock(:cls, :key)", dict(cls=self.LOCK_CLASS, key=_key32(key)))
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _key32(key: str) -> int:
+    """A stable signed 32-bit number for ``key`` (an advisory lock key)."""
+    import zlib
+
+    value = zlib.crc32(key.encode())
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def _reason(exc: Exception) -> str:
+    """The database's own message, without SQLAlchemy's statement dump and background link."""
+    original = getattr(exc, "orig", None)
+    lines = [line.strip() for line in str(original if original is not None else exc).splitlines()]
+    return " ".join(line for line in lines if line) or type(exc).__name__
 
 
 class _Buffered:

@@ -77,8 +77,8 @@ class MetadataStore:
         rows = [dict(run=run_id, tag=t, system=int(system)) for t in tags]
         if rows:
             self.db.executemany(
-                "INSERT INTO run_tags (run_id, tag, system) SELECT :run, :tag, :system"
-                " WHERE NOT EXISTS (SELECT 1 FROM run_tags WHERE run_id = :run AND tag = :tag)",
+                "INSERT INTO run_tags (run_id, tag, system) VALUES (:run, :tag, :system)"
+                " ON CONFLICT (run_id, tag) DO NOTHING",
                 rows,
             )
 
@@ -95,10 +95,11 @@ class MetadataStore:
 
     def log_params(self, run_id: int, params: Mapping[str, Any]) -> None:
         rows = [dict(run=run_id, name=k, value=json.dumps(v, default=str)) for k, v in params.items()]
-        with self.db.transaction():
-            for row in rows:
-                self.db.execute("DELETE FROM params WHERE run_id = :run AND name = :name", row)
-            self.db.executemany("INSERT INTO params (run_id, name, value) VALUES (:run, :name, :value)", rows)
+        self.db.executemany(
+            "INSERT INTO params (run_id, name, value) VALUES (:run, :name, :value)"
+            " ON CONFLICT (run_id, name) DO UPDATE SET value = excluded.value",
+            rows,
+        )
 
     def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
         self.db.execute(
@@ -156,12 +157,20 @@ class MetadataStore:
         out: dict[int, list[Row]] = {run_id: [] for run_id in ids}
         if not ids:
             return out
-        args = {f"r{i}": run_id for i, run_id in enumerate(ids)}
-        rows = self.db.query(
-            f"SELECT run_id, tag, system FROM run_tags WHERE run_id IN ({', '.join(':' + k for k in args)})"
-            " ORDER BY run_id, system DESC, tag",
-            args,
-        )
+        if self.db.dialect == "postgresql":  # one array parameter, however many runs
+            rows = self.db.query(
+                "SELECT run_id, tag, system FROM run_tags WHERE run_id = ANY(:ids) ORDER BY run_id, system DESC, tag",
+                dict(ids=ids),
+            )
+        else:  # SQLite allows 32766 parameters a statement: ask in slices
+            rows = []
+            for start in range(0, len(ids), 10_000):
+                args = {f"r{i}": run_id for i, run_id in enumerate(ids[start:start + 10_000])}
+                rows += self.db.query(
+                    f"SELECT run_id, tag, system FROM run_tags WHERE run_id IN ({', '.join(':' + k for k in args)})"
+                    " ORDER BY run_id, system DESC, tag",
+                    args,
+                )
         for row in rows:
             out[row.pop("run_id")].append(row)
         return out
@@ -303,12 +312,22 @@ class MetadataStore:
 
     # -- metrics --------------------------------------------------------------
     def log_metrics(self, rows: Sequence[tuple[int, int | None, str, int | None, float, float]]) -> None:
-        """Append metric points ``(run_id, task_id, name, step, value, ts)`` in one transaction."""
-        self.db.executemany(
-            "INSERT INTO metrics (run_id, task_id, name, step, value, ts)"
-            " VALUES (:run, :task, :name, :step, :value, :ts)",
-            (dict(run=r, task=t, name=n, step=s, value=v, ts=ts) for r, t, n, s, v, ts in rows),
-        )
+        """Append metric points ``(run_id, task_id, name, step, value, ts)`` in one transaction.
+
+        The commit does not wait for the disk on PostgreSQL (``synchronous_commit
+        = off`` for this transaction only): a batch is all or nothing, and only a
+        crash of the database server itself -- not of the process logging -- can
+        lose the last fraction of a second of batches, which is what SQLite in WAL
+        mode with ``synchronous = NORMAL`` promises too (on power loss).
+        """
+        if not rows:
+            return
+        with self.db.transaction(durable=False):
+            self.db.executemany(
+                "INSERT INTO metrics (run_id, task_id, name, step, value, ts)"
+                " VALUES (:run, :task, :name, :step, :value, :ts)",
+                [dict(run=r, task=t, name=n, step=s, value=v, ts=ts) for r, t, n, s, v, ts in rows],
+            )
 
     def metrics(self, run_id: int, name: str | None = None) -> list[Row]:
         sql = "SELECT task_id, name, step, value, ts FROM metrics WHERE run_id = :run"
@@ -320,10 +339,11 @@ class MetadataStore:
     def add_model_version(self, name: str, fields: Mapping[str, Any], attempts: int = 20) -> int:
         """Record the next version of model ``name``; returns its number (1, 2, ... per name).
 
-        The number is read and written in one write transaction (SQLite takes
-        the write lock up front, so writers queue); should two writers still
-        collide (PostgreSQL reads before it locks), the primary key refuses the
-        second, which retries with the next number.
+        The number is read and written in one transaction under the model's
+        lock (SQLite's write lock; an advisory lock per model name on
+        PostgreSQL), so writers queue and each reads the number the previous
+        one wrote. Should two writers still collide, the primary key refuses
+        the second, which retries with the next number.
         """
         columns = ["run_id", "task_id", "artifact_name", "artifact_key", "codec", "size", "created_at",
                    "dataset_hash", "code_version", "matinee_version", "package_versions", "metrics", "tags",
@@ -338,6 +358,7 @@ class MetadataStore:
         for attempt in range(attempts):
             try:
                 with self.db.transaction():
+                    self._lock_model(name)
                     rows = self.db.query(
                         "SELECT MAX(version) AS version FROM model_versions WHERE name = :name", dict(name=name)
                     )
@@ -443,12 +464,12 @@ class MetadataStore:
         return int(old["version"]), target
 
     def _lock_model(self, name: str) -> None:
-        """Serialize alias changes of one model (SQLite's write transaction already does)."""
-        if self.db.dialect != "sqlite":
-            self.db.query(
-                "SELECT version FROM model_versions WHERE name = :name ORDER BY version LIMIT 1 FOR UPDATE",
-                dict(name=name),
-            )
+        """Serialize new versions and alias changes of one model, until the transaction ends.
+
+        A lock on the name, not on rows: it holds before the model has any
+        version or alias (a row lock would lock nothing then).
+        """
+        self.db.lock(f"model:{name}")
 
     def _write_alias(self, name: str, alias: str, old: Row | None, version: int, action: str, user: str) -> None:
         args = dict(name=name, alias=alias, version=version, now=time.time(), user=user)
