@@ -478,8 +478,8 @@ def test_overload_is_refused_with_503_and_retry_after(home: Path, tmp_path: Path
         data = json.loads(reply.text)
         assert isinstance(data["error"], str) and data["detail"] and data["field"] is None, data
     # Refused at once: not after the work the accepted requests wait for.
-    assert max(r.seconds for r in refused) < 2.0
-    assert statistics.median(r.seconds for r in refused) <= statistics.median(r.seconds for r in served)
+    fast, slow = statistics.median(r.seconds for r in refused), statistics.median(r.seconds for r in served)
+    assert fast <= slow and fast < 1.0, f"median 503 in {fast:.3f}s, median 200 in {slow:.3f}s"
     assert health == [200] * len(health)
     assert after.status_code == 200 and healthz.status_code == 200
 
