@@ -16,6 +16,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -513,6 +514,23 @@ def test_a_new_database_is_created_with_its_folder(tmp_path: Path) -> None:
 def test_unsupported_urls_are_refused(url: str, error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message.replace("(", r"\(")):
         connect(url)
+
+
+def test_postgresql_connections_the_server_drops_are_replaced(postgres: Any, postgres_url: str) -> None:
+    meta = MetadataStore.open(postgres_url)
+    try:
+        run_id = meta.create_run("F", "u")
+        with postgres.admin() as admin:  # a restarted server or an idle timeout ends every session
+            ended = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()", [postgres_url.rsplit("/", 1)[1]],
+            ).fetchall()
+        assert ended  # the store's pooled connection was among them
+        assert meta.get_run(run_id)["status"] == RUNNING  # type: ignore[index]
+        meta.finish_run(run_id, COMPLETED)
+        assert meta.get_run(run_id)["status"] == COMPLETED  # type: ignore[index]
+    finally:
+        meta.close()
 
 
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
