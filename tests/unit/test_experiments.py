@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -327,3 +328,34 @@ def test_the_experiments_guide_examples_run(capsys):
     assert len(blocks) == 2
     for block in blocks:
         exec(compile(block, "docs/experiments.md", "exec"), {})
+
+
+def test_repeated_analyses_read_only_what_was_appended_and_agree_with_a_full_read(ranker, home: Path,
+                                                                                  tmp_path: Path):
+    e = start_experiment(create_experiment(build("exp")).name, at=0.0)
+    path = tmp_path / "events.db"
+    with EventLog(path) as log:
+        serve_traffic(log, e, range(300), {"champion": 0.3, "challenger": 0.4}, ts=10.0)
+    first = analyze("exp", path)
+    state = home / "experiments" / "exp" / "exposures" / "state.json"
+    assert state.exists()
+    marks = json.loads(state.read_text())["marks"]
+    with EventLog(path) as log:
+        serve_traffic(log, e, range(200, 600), {"champion": 0.3, "challenger": 0.4}, ts=50.0, seed=9)
+    cached = analyze("exp", path)
+    assert json.loads(state.read_text())["marks"] > marks
+    full = analyze("exp", path, cache=False)
+    assert same(cached.arms, full.arms) and same(cached.effects, full.effects)
+    assert not same(cached.arms, first.arms)
+    # A log replaced by a shorter one is read again from the start.
+    path.unlink()
+    with EventLog(path) as log:
+        serve_traffic(log, e, range(100), {"champion": 0.3, "challenger": 0.4}, ts=10.0, seed=4)
+    assert same(analyze("exp", path).arms, analyze("exp", path, cache=False).arms)
+
+
+def same(rows: list[dict], others: list[dict]) -> bool:
+    """Equal rows, numbers to floating-point precision (sums may add up in another order)."""
+    return len(rows) == len(others) and all(
+        a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], rel=1e-9) if isinstance(a[k], float) else a[k] == b[k]
+                                     for k in a) for a, b in zip(rows, others, strict=True))

@@ -23,15 +23,11 @@ its ``context`` the team of each slot (0 for ``a``, 1 for ``b``), and a
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
-import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,16 +36,15 @@ import numpy as np
 import pandas as pd
 
 from matinee.core.events import EventLog
+from matinee.core.experiments._scan import DAY, PLAY, VALUES, cached_scan, scan
+from matinee.core.experiments._scan import members as members_frame
 from matinee.core.experiments.model import METRICS, Experiment
 from matinee.errors import ConflictError, NotFoundError, ParameterError, StorageError
 
 __all__ = ["Analysis", "analyze", "analyze_members", "member_metrics", "pre_period_metrics"]
 
-DAY = 86_400.0
 #: Members re-assigned with serving's hash to check the logged arms.
 ASSIGNMENT_SAMPLE = 2_000
-_PLAY = "(f.event = 'play' OR f.event LIKE 'play:%')"
-_VALUES = ("impressions", "plays", "reward", "played")
 
 
 @dataclass(frozen=True)
@@ -158,7 +153,7 @@ def _arm_filter(arms: list[str]) -> tuple[str, dict[str, Any]]:
 
 def member_metrics(experiment: Experiment, events: EventLog | str | Path | None = None, *,
                    since: float | None = None, until: float | None = None, arms: list[str] | None = None,
-                   feedback_until: float | None = None) -> pd.DataFrame:
+                   feedback_until: float | None = None, cache: Path | None = None) -> pd.DataFrame:
     """Per member and arm, the experiment's exposures in ``[since, until)`` and the feedback to them.
 
     Parameters
@@ -174,6 +169,10 @@ def member_metrics(experiment: Experiment, events: EventLog | str | Path | None 
         (feedback to the last exposures may come after a stop).
     arms
         Arms to read; default the experiment's aliases (any arm: pass ``[]``).
+    cache
+        A folder keeping the per-member sums and how far the log was read, so that the
+        next call reads only what was appended since (the window and the feedback are
+        then open-ended: use it for "as of now" reads).
 
     Returns
     -------
@@ -195,110 +194,11 @@ def member_metrics(experiment: Experiment, events: EventLog | str | Path | None 
         clause, names = _arm_filter(arms)
         where += " AND d." + clause
         params.update(names)
-    shown, fed = _scan(path, where, params)
-    if shown.empty:
-        return pd.DataFrame({"unit_id": pd.Series(dtype=object), "arm": pd.Series(dtype=object),
-                             **{c: pd.Series(dtype=np.float64) for c in _VALUES}})
-    frame = shown.join(fed, how="left") if not fed.empty else shown.assign(plays=0.0, reward=0.0)
-    frame = frame.fillna({"plays": 0.0, "reward": 0.0}).reset_index()
-    keys = frame.pop("key").str.split(_UNIT_ARM, n=1, expand=True, regex=False)
-    frame.insert(0, "unit_id", keys[0])
-    frame.insert(1, "arm", keys[1])
-    frame["played"] = (frame["plays"] > 0).astype(np.float64)
-    return frame[["unit_id", "arm", *_VALUES]]
-
-
-_UNIT_ARM = "\x1f"
-_FIELD = "\x1e"
-#: Rows of the log read per statement: bounds the memory of one chunk of text.
-CHUNK_ROWS = 2_000_000
-
-
-def _scan(path: Path, where: str, params: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Impressions, play events and reward per ``unit_id \\x1f arm`` key, in chunks of rows.
-
-    SQLite builds each chunk as one text (``group_concat``) and Arrow counts it, so
-    no Python object is made per row; chunks are read by several threads (SQLite
-    runs a statement without holding the GIL). The row ranges are fixed first, so
-    rows appended during the scan are not half-counted.
-    """
-    if not path.exists():
-        return pd.DataFrame(), pd.DataFrame()
-    key = "d.unit_id || char(31) || COALESCE(d.arm, '')"
-    shown_sql = (f"SELECT group_concat({key}, char(10)) FROM decisions d "
-                 f"WHERE d.rowid >= :lo AND d.rowid < :hi AND {where}")
-    fed_sql = (f"SELECT group_concat({key} || char(30) || (CASE WHEN {_PLAY} THEN 1 ELSE 0 END) || char(30) || "
-               "f.reward, char(10)) FROM feedback f JOIN decisions d ON d.decision_id = f.decision_id "
-               f"WHERE f.rowid >= :lo AND f.rowid < :hi AND ({_PLAY} OR f.reward != 0) AND {where} "
-               "AND d.rowid <= :last_decision AND f.ts >= :early AND f.ts < :feedback_until")
-    try:
-        with _reader(path) as conn:
-            # The rows that can matter, found on the time indexes: decisions of the window, and
-            # feedback from the window's start (less a day of clock skew) to its end.
-            window = {"since": params["since"], "until": params["until"], "early": params["since"] - DAY,
-                      "feedback_until": params["feedback_until"]}
-            bounds = {
-                "decisions": conn.execute("SELECT MIN(rowid), MAX(rowid) FROM decisions WHERE ts >= :since "
-                                          "AND ts < :until", window).fetchone(),
-                "feedback": conn.execute("SELECT MIN(rowid), MAX(rowid) FROM feedback WHERE ts >= :early "
-                                         "AND ts < :feedback_until", window).fetchone(),
-            }
-    except sqlite3.Error as exc:
-        if "no such table" in str(exc):
-            return pd.DataFrame(), pd.DataFrame()
-        raise StorageError(f"cannot read the event log {path}: {exc}", path=str(path)) from exc
-    if bounds["decisions"][0] is None:
-        return pd.DataFrame(), pd.DataFrame()
-    values = {**params, "last_decision": bounds["decisions"][1], "early": params["since"] - DAY}
-    jobs = [(table, sql, start) for table, sql in (("decisions", shown_sql), ("feedback", fed_sql))
-            for start in range(bounds[table][0] or 0, (bounds[table][1] or -1) + 1, CHUNK_ROWS)]
-
-    def run(job: tuple[str, str, int]) -> tuple[str, Any]:
-        table, sql, start = job
-        try:
-            with _reader(path) as conn:
-                (text,) = conn.execute(sql, {**values, "lo": start, "hi": start + CHUNK_ROWS}).fetchone()
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot read the event log {path}: {exc}", path=str(path)) from exc
-        if not text:
-            return table, None
-        if table == "decisions":
-            import pyarrow as pa
-            import pyarrow.compute as pc
-
-            counted = pc.value_counts(pa.array(text.split("\n")))
-            return table, pd.Series(counted.field("counts").to_numpy(), index=counted.field("values").to_pandas())
-        part = pd.read_csv(io.StringIO(text), sep=_FIELD, header=None, names=["key", "plays", "reward"],
-                           dtype={"key": str, "plays": np.float64, "reward": np.float64},
-                           quoting=csv.QUOTE_NONE, engine="c", na_filter=False)
-        return table, part.groupby("key").sum()
-
-    from concurrent.futures import ThreadPoolExecutor
-
-    counts: list[pd.Series] = []
-    sums: list[pd.DataFrame] = []
-    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1, 4))) as pool:
-        for table, result in pool.map(run, jobs):
-            if result is not None:
-                (counts if table == "decisions" else sums).append(result)
-    if not counts:
-        return pd.DataFrame(), pd.DataFrame()
-    impressions = pd.concat(counts).groupby(level=0).sum() if len(counts) > 1 else counts[0]
-    shown = pd.DataFrame({"impressions": impressions.astype(np.float64)})
-    shown.index.name = "key"
-    if not sums:
-        return shown, pd.DataFrame()
-    fed = pd.concat(sums).groupby(level=0).sum() if len(sums) > 1 else sums[0]
-    return shown, fed
-
-
-@contextmanager
-def _reader(path: Path) -> Iterator[sqlite3.Connection]:
-    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30, check_same_thread=False)
-    try:
-        yield conn
-    finally:
-        conn.close()
+    if cache is None:
+        shown, fed, _ = scan(path, where, params)
+    else:
+        shown, fed = cached_scan(cache, path, where, params)
+    return members_frame(shown, fed)
 
 
 def pre_period_metrics(experiment: Experiment, events: EventLog | str | Path | None = None, *,
@@ -311,13 +211,13 @@ def pre_period_metrics(experiment: Experiment, events: EventLog | str | Path | N
                            until=experiment.started_at, arms=[])
     if frame.empty:
         return frame
-    return frame.groupby("unit_id", as_index=False)[list(_VALUES)].sum()
+    return frame.groupby("unit_id", as_index=False)[list(VALUES)].sum()
 
 
 # -- the analysis ------------------------------------------------------------------------------
 def analyze(experiment: Experiment | str, events: EventLog | str | Path | None = None, *,
             sequential: bool = False, cuped: bool = True, pre_period_days: float = 14.0,
-            until: float | None = None, alpha: float | None = None) -> Analysis:
+            until: float | None = None, alpha: float | None = None, cache: bool = True) -> Analysis:
     """Analyse an experiment from the event log.
 
     Parameters
@@ -338,6 +238,10 @@ def analyze(experiment: Experiment | str, events: EventLog | str | Path | None =
         Analyse as of this time (default: the end of the window, or now).
     alpha
         Significance level; default the experiment's.
+    cache
+        Keep the per-member sums under ``MATINEE_HOME/experiments/NAME/exposures`` so the
+        next analysis reads only the decisions and feedback appended since (not used
+        with ``until``). Looking often, as sequential testing allows, then stays cheap.
 
     Returns
     -------
@@ -361,7 +265,15 @@ def analyze(experiment: Experiment | str, events: EventLog | str | Path | None =
     if experiment.kind == "interleaving":
         return _analyze_interleaving(experiment, events, float(end), alpha,
                                      time.time() if until is None else float(until))
-    members = member_metrics(experiment, events, until=end, feedback_until=time.time() if until is None else until)
+    if until is None and cache:
+        from matinee.config import load_settings
+
+        folder = Path(load_settings().home) / "experiments" / experiment.name / "exposures"
+        members = member_metrics(experiment, events, until=experiment.stopped_at or math.inf,
+                                 feedback_until=math.inf, cache=folder)
+    else:
+        members = member_metrics(experiment, events, until=end, feedback_until=time.time() if until is None
+                                 else until)
     if members.empty:
         raise NotFoundError(
             f"experiment {experiment.name!r} has no exposures yet: no {experiment.endpoint} decisions of "
@@ -512,7 +424,7 @@ def _analyze_interleaving(experiment: Experiment, events: EventLog | str | Path 
             f"experiment {experiment.name!r} has no exposures yet: no interleaved {experiment.endpoint} decisions "
             f"of {experiment.model} (arm {experiment.interleaved_arm!r}) since it started", experiment=experiment.name)
     plays = _read(path, f"SELECT f.decision_id, f.event FROM feedback f JOIN decisions d ON d.decision_id = "
-                        f"f.decision_id WHERE {where} AND f.ts < :feedback_until AND {_PLAY}", params)
+                        f"f.decision_id WHERE {where} AND f.ts < :feedback_until AND {PLAY}", params)
     played: dict[str, set[str]] = {}
     unattributed = 0
     for decision_id, event in zip(plays.get("decision_id", []), plays.get("event", []), strict=True):
