@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,7 @@ def test_an_interleaving_experiment_logged_to_a_real_event_log_prefers_the_bette
     assert pref.share_b > 0.5 and pref.significant and pref.winner == "b"
     assert analysis.effects[0]["metric"] == "preference" and analysis.effects[0]["significant"]
     assert not analysis.warnings
+    json.dumps(analysis.as_dict(), allow_nan=False)  # undefined numbers are null: strict JSON
 
 
 def test_power_grows_with_members_and_interleaving_needs_fewer(duel):

@@ -104,8 +104,9 @@ class Analysis:
         return [e for e in self.effects if e["role"] == "primary"]
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain data (JSON-ready)."""
-        return {
+        """Plain data (JSON-ready: a number that is not finite, such as an undefined relative
+        difference, is ``None``)."""
+        return _finite({
             "experiment": self.experiment.as_dict(), "since": self.since, "until": self.until, "arms": self.arms,
             "effects": self.effects, "srm": None if self.srm is None else self.srm.as_dict(),
             "srm_flagged": self.srm_flagged,
@@ -113,7 +114,17 @@ class Analysis:
             "crossovers": self.crossovers, "assignment_mismatches": self.assignment_mismatches,
             "assignment_checked": self.assignment_checked, "method": self.method, "cuped": self.cuped,
             "correction": self.correction, "warnings": list(self.warnings),
-        }
+        })
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 # -- reading the log ------------------------------------------------------------------------
