@@ -8,7 +8,6 @@ row read of each table, so the next read takes only what was appended since.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -35,9 +34,12 @@ def members(shown: pd.DataFrame, fed: pd.DataFrame) -> pd.DataFrame:
                              **{c: pd.Series(dtype=np.float64) for c in VALUES}})
     frame = shown.join(fed, how="left") if not fed.empty else shown.assign(plays=0.0, reward=0.0)
     frame = frame.fillna({"plays": 0.0, "reward": 0.0}).reset_index()
-    keys = frame.pop("key").str.split(_UNIT_ARM, n=1, expand=True, regex=False)
-    frame.insert(0, "unit_id", keys[0])
-    frame.insert(1, "arm", keys[1])
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    parts = pc.split_pattern(pa.array(frame.pop("key").to_numpy(), type=pa.string()), _UNIT_ARM, max_splits=1)
+    frame.insert(0, "unit_id", pc.list_element(parts, 0).to_numpy(zero_copy_only=False))
+    frame.insert(1, "arm", pc.list_element(parts, 1).to_numpy(zero_copy_only=False))
     frame["played"] = (frame["plays"] > 0).astype(np.float64)
     return frame[["unit_id", "arm", *VALUES]]
 
@@ -111,34 +113,45 @@ def scan(path: Path, where: str, params: Mapping[str, Any], after: tuple[int, in
             raise StorageError(f"cannot read the event log {path}: {exc}", path=str(path)) from exc
         if not text:
             return table, None
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        # Arrow parses the text (no Python object per row) and counts or sums by key.
+        names = ["key"] if table == "decisions" else ["key", "plays", "reward"]
+        parsed = pacsv.read_csv(
+            io.BytesIO(text.encode()), read_options=pacsv.ReadOptions(column_names=names),
+            parse_options=pacsv.ParseOptions(delimiter=_FIELD, quote_char=False, double_quote=False),
+            convert_options=pacsv.ConvertOptions(column_types={"key": pa.string(), "plays": pa.float64(),
+                                                               "reward": pa.float64()}))
         if table == "decisions":
-            import pyarrow as pa
-            import pyarrow.compute as pc
-
-            counted = pc.value_counts(pa.array(text.split("\n")))
-            return table, pd.Series(counted.field("counts").to_numpy(), index=counted.field("values").to_pandas())
-        part = pd.read_csv(io.StringIO(text), sep=_FIELD, header=None, names=["key", "plays", "reward"],
-                           dtype={"key": str, "plays": np.float64, "reward": np.float64},
-                           quoting=csv.QUOTE_NONE, engine="c", na_filter=False)
-        return table, part.groupby("key").sum()
-
+            return table, _sums(parsed, {"key": "count"}, {"key_count": "impressions"})
+        return table, _sums(parsed, {"plays": "sum", "reward": "sum"}, {"plays_sum": "plays", "reward_sum": "reward"})
 
     from concurrent.futures import ThreadPoolExecutor
 
-    counts: list[pd.Series] = []
-    sums: list[pd.DataFrame] = []
+    import pyarrow as pa
+
+    counts: list[Any] = []
+    sums: list[Any] = []
     with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1, 4))) as pool:
         for table, result in pool.map(run, jobs):
             if result is not None:
                 (counts if table == "decisions" else sums).append(result)
     shown = pd.DataFrame({"impressions": pd.Series(dtype=np.float64)})
     if counts:
-        impressions = pd.concat(counts).groupby(level=0).sum() if len(counts) > 1 else counts[0]
-        shown = pd.DataFrame({"impressions": impressions.astype(np.float64)})
+        merged = pa.concat_tables(counts)
+        if len(counts) > 1:
+            merged = _sums(merged, {"impressions": "sum"}, {"impressions_sum": "impressions"})
+        shown = pd.DataFrame({"impressions": merged["impressions"].to_numpy().astype(np.float64)},
+                             index=merged["key"].to_pandas())
     shown.index.name = "key"
     fed = pd.DataFrame({"plays": pd.Series(dtype=np.float64), "reward": pd.Series(dtype=np.float64)})
     if sums:
-        fed = pd.concat(sums).groupby(level=0).sum() if len(sums) > 1 else sums[0]
+        merged = pa.concat_tables(sums)
+        if len(sums) > 1:
+            merged = _sums(merged, {"plays": "sum", "reward": "sum"}, {"plays_sum": "plays", "reward_sum": "reward"})
+        fed = pd.DataFrame({"plays": merged["plays"].to_numpy(), "reward": merged["reward"].to_numpy()},
+                           index=merged["key"].to_pandas())
     fed.index.name = "key"
     return shown, fed, marks
 
@@ -183,6 +196,14 @@ def cached_scan(folder: Path, path: Path, where: str, params: Mapping[str, Any]
     except OSError:
         pass  # a cache that cannot be written only costs the next read
     return shown, fed
+
+
+def _sums(table: Any, how: Mapping[str, str], names: Mapping[str, str]) -> Any:
+    """An Arrow table grouped by ``key``: each column of ``how`` aggregated, renamed by ``names``."""
+    import pyarrow as pa
+
+    grouped = table.group_by("key").aggregate(list(how.items()))
+    return pa.table({"key": grouped["key"], **{new: grouped[old] for old, new in names.items()}})
 
 
 @contextmanager
