@@ -318,12 +318,14 @@ def analyze_members(experiment: Experiment, members: pd.DataFrame, covariates: p
     members = members[members["arm"].isin(experiment.aliases)]
     if "played" not in members:
         members = members.assign(played=(members["plays"] > 0).astype(np.float64))
-    arms_per_unit = members.groupby("unit_id")["arm"].transform("nunique")
-    crossed = members.loc[arms_per_unit > 1, "unit_id"].nunique()
+    members = members.groupby(["unit_id", "arm"], as_index=False, sort=False).sum() \
+        if members.duplicated(["unit_id", "arm"]).any() else members
+    in_several = members["unit_id"].duplicated(keep=False).to_numpy()  # one row per member and arm
+    crossed = members.loc[in_several, "unit_id"].nunique() if in_several.any() else 0
     if crossed:
         warnings.append(f"{crossed} members were exposed to more than one arm and are left out: the split or the "
                         "salt changed during the experiment")
-        members = members[arms_per_unit == 1]
+        members = members[~in_several]
     checked, mismatched = _check_assignment(experiment, members)
     if mismatched:
         warnings.append(f"{mismatched} of {checked} sampled members were served an arm serving's hash does not give "
