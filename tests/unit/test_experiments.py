@@ -93,6 +93,11 @@ def test_assignment_is_servings_hash_with_the_experiments_split_and_salt():
 
 
 # -- the store and the lifecycle ----------------------------------------------------------------------
+#: Run the test once on SQLite and once on PostgreSQL (see ``metadata_url`` in tests/_postgres.py).
+both_dialects = pytest.mark.usefixtures("metadata_url")
+
+
+@both_dialects
 def test_lifecycle_is_stored_in_the_metadata_database(ranker, home):
     created = create_experiment(build("exp", guardrails=["impressions_per_member"], description="v2 vs v1"))
     assert created.status == "draft" and created.owner == "tester" and created.created_at
@@ -106,6 +111,7 @@ def test_lifecycle_is_stored_in_the_metadata_database(ranker, home):
     assert list_experiments("running") == []
 
 
+@both_dialects
 def test_lifecycle_errors(ranker):
     create_experiment(build("exp"))
     with pytest.raises(ConflictError, match="exists already"):
@@ -305,6 +311,7 @@ def test_report_is_offline_html_with_the_interval_plot(ranker, tmp_path: Path):
     assert out.stat().st_size > 1_000_000  # plotly.js is inside
 
 
+@both_dialects
 def test_experiment_round_trips_through_the_store(ranker):
     e = build("exp", ["ranker@champion=0.7", "ranker@challenger=0.3"], salt="s", guardrails=["reward_per_member"],
               owner="ana", description="d", alpha=0.01)
