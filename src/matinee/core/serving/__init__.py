@@ -84,8 +84,18 @@ def serve(
     from matinee.core.serving import _worker
 
     os.environ[_worker.ENV] = json.dumps(deployment.to_dict())
-    uvicorn.run("matinee.core.serving._worker:create_app", factory=True, host=host, port=port,
-                workers=workers, log_level=log_level)
+    code = 0
+    try:
+        uvicorn.run("matinee.core.serving._worker:create_app", factory=True, host=host, port=port,
+                    workers=workers, log_level=log_level)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    # The workers have flushed their event logs and exited. The parent holds nothing to flush,
+    # and its interpreter shutdown can hang in native thread-pool teardown (numpy, OpenBLAS)
+    # after the workers were forked from it: leave without it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _limit_threads() -> None:
