@@ -369,3 +369,13 @@ def test_missing_artifact_attribute_lists_what_exists(load_flow) -> None:
     Runner(load_flow(), executor="inline", quiet=True).run()
     with pytest.raises(AttributeError, match=r"task F/1/start/1 has no artifact 'nope'; it has: fail, items, model"):
         Run("F/1")["start"].task.data.nope  # noqa: B018
+
+
+def test_flow_runs_pages_through_many_runs_newest_first(home: Path) -> None:
+    for i in range(130):  # more than the first two pages (20, then 100)
+        with matinee.start_run("Paged") as run:
+            run.log_params({"i": i})
+    runs = list(Flow("Paged").runs())
+    ids = [r.id for r in runs]
+    assert len(ids) == 130 and ids == sorted(ids, reverse=True)
+    assert Flow("Paged").latest_run.id == ids[0]

@@ -115,12 +115,17 @@ class Flow:
     def runs(self, *tags: str) -> Iterator[Run]:
         """Runs in the current namespace, newest first, carrying every tag given."""
         metadata = _store().metadata
-        rows = metadata.list_runs(self.name, tag=get_namespace())
-        tags_by_run = metadata.tags_of_runs(row["id"] for row in rows)  # one query, not one per run
-        for row in rows:
-            run = Run._from_row(row, tags_by_run[row["id"]])
-            if all(t in run.tags or t in run.system_tags for t in tags):
-                yield run
+        before, page = None, 20  # pages grow, so latest_run reads one small page and a full listing few
+        while True:
+            rows = metadata.list_runs(self.name, tag=get_namespace(), limit=page, before=before)
+            tags_by_run = metadata.tags_of_runs(row["id"] for row in rows)  # one query per page
+            for row in rows:
+                run = Run._from_row(row, tags_by_run[row["id"]])
+                if all(t in run.tags or t in run.system_tags for t in tags):
+                    yield run
+            if len(rows) < page:
+                return
+            before, page = rows[-1]["id"], min(page * 5, 5_000)
 
     def __iter__(self) -> Iterator[Run]:
         return self.runs()

@@ -122,10 +122,14 @@ class MetadataStore:
         tag: str | None = None,
         kind: str | None = None,
         limit: int | None = None,
+        before: int | None = None,
     ) -> list[Row]:
-        """Runs, newest first, optionally of one flow and carrying one tag."""
+        """Runs, newest first, optionally of one flow, carrying one tag, with ids below ``before``."""
         sql = "SELECT * FROM runs WHERE 1 = 1"
         args: dict[str, Any] = {}
+        if before is not None:
+            sql += " AND id < :before"
+            args["before"] = int(before)
         if flow_name is not None:
             sql += " AND flow_name = :flow"
             args["flow"] = flow_name
