@@ -95,15 +95,16 @@ def build_log(path: Path, n_decisions: int, n_members: int, experiment: Any, sta
 def append(path: Path, n: int, n_members: int, experiment: Any, start: float, seed: int) -> None:
     """Append ``n`` more exposures (and their feedback) inside the window, as a server keeps doing."""
     rng = np.random.default_rng(seed)
+    stamp = time.time_ns()  # ids unique across runs on the same log
     conn = sqlite3.connect(path, isolation_level=None)
     members = rng.integers(0, n_members, n)
     ts = start + rng.random(n) * 86_400.0
     conn.execute("BEGIN")
     conn.executemany("INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?)", (
-        (f"a{seed}-{i}", float(ts[i]), str(members[i]), "recs", "ranker", 1, experiment.assign(int(members[i])),
+        (f"a{seed}-{stamp}-{i}", float(ts[i]), str(members[i]), "recs", "ranker", 1, experiment.assign(int(members[i])),
          "[]", "[1]", "1", 1.0) for i in range(n)))
     conn.executemany("INSERT INTO feedback VALUES (?,?,?,?)", (
-        (f"a{seed}-{i}", float(ts[i]) + 5.0, "skip", 0.0) for i in range(n)))
+        (f"a{seed}-{stamp}-{i}", float(ts[i]) + 5.0, "skip", 0.0) for i in range(n)))
     conn.execute("COMMIT")
     conn.close()
 
