@@ -67,3 +67,16 @@ def test_bad_settings_are_refused():
         RankerDuel("tiny", take_ideal=1.5)
     with pytest.raises(ParameterError, match="test must be 'ab' or 'interleaving'"):
         RankerDuel("tiny").members_for_power("mab")
+
+
+def test_a_biased_team_draft_coin_is_flagged(duel, tmp_path: Path):
+    e = Experiment.build("duel-il", ["ranker@champion", "ranker@challenger"], kind="interleaving",
+                         primary_metric="preference", started_at=0.0, stopped_at=1e6, status="stopped")
+    path = tmp_path / "events.db"
+    with EventLog(path) as log:
+        log.append_many([{"decision_id": f"d{i}", "ts": 10.0, "unit_id": i % 50, "endpoint": "recs",
+                          "model": "ranker", "arm": e.interleaved_arm, "context": [1.0, 0.0], "candidates": [1, 2],
+                          "action": 1, "propensity": 1.0} for i in range(400)],
+                        [{"decision_id": f"d{i}", "ts": 11.0, "event": "play:1", "reward": 1.0} for i in range(400)])
+    analysis = analyze(e, path)
+    assert analysis.warnings[0].startswith("TEAM DRAFT MISMATCH: team b picked first in 400 of 400")

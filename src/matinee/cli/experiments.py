@@ -196,7 +196,7 @@ def analyze(name: str, sequential: bool, no_cuped: bool, pre_period_days: float,
         emit_json({**analysis.as_dict(), "report": written})
         return
     for line in analysis.warnings:
-        click.secho(f"WARNING: {line}", fg="red" if "SAMPLE RATIO" in line else "yellow", err=True)
+        click.secho(f"WARNING: {line}", fg="red" if "MISMATCH:" in line else "yellow", err=True)
     e = analysis.experiment
     click.echo(f"{e.name}: {e.kind} on {e.model} ({e.endpoint}), {_when(analysis.since)} to "
                f"{_when(analysis.until)}; method {analysis.method}{' + CUPED' if analysis.cuped else ''}; "

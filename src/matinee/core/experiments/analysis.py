@@ -461,6 +461,19 @@ def _analyze_interleaving(experiment: Experiment, events: EventLog | str | Path 
                 else:
                     wins_a[i] += 1
     warnings = []
+    # The coin of team draft: team b picks first in half of the impressions. Far from half, the
+    # lists were not drawn as logged (or teams were logged the wrong way round): say so first.
+    firsts = [json.loads(context)[:1] for context in shown["context"]]
+    b_first = sum(1 for first in firsts if first and first[0])
+    drawn = sum(1 for first in firsts if first)
+    if drawn:
+        from scipy import stats as sps
+
+        p_first = float(sps.binomtest(b_first, drawn, 0.5).pvalue)
+        if p_first < 0.001:
+            warnings.append(f"TEAM DRAFT MISMATCH: team b picked first in {b_first} of {drawn} impressions "
+                            f"(p = {p_first:.2g} against one half): the interleaving is not the logged one; "
+                            "do not trust the preference")
     if unattributed:
         warnings.append(f"{unattributed} play events name no item (event 'play' instead of 'play:ITEM') and "
                         "cannot be credited to a ranker")

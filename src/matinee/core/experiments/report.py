@@ -92,10 +92,10 @@ def report_html(analysis: Analysis) -> str:
     """
     e = analysis.experiment
     parts = [f"<h1>Experiment {html.escape(e.name)}</h1>"]
-    if analysis.srm_flagged:
-        parts.append(f"<div class='alarm'>{html.escape(analysis.warnings[0])}</div>")
-    for line in analysis.warnings[1 if analysis.srm_flagged else 0:]:
-        parts.append(f"<p class='warn'>{html.escape(line)}</p>")
+    for line in analysis.warnings:  # a broken split or draft first, as an alarm
+        kind = "alarm" if "MISMATCH:" in line else "warn"
+        parts.append(f"<div class='{kind}'>{html.escape(line)}</div>" if kind == "alarm"
+                     else f"<p class='warn'>{html.escape(line)}</p>")
     parts.append(
         f"<p>{html.escape(e.kind)} test of <b>{html.escape(e.model)}</b> on <b>{html.escape(e.endpoint)}</b>: "
         f"arms {html.escape(', '.join(f'{a.alias} ({a.weight:g})' for a in e.arms))}, control "
