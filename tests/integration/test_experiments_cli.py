@@ -67,6 +67,10 @@ def test_create_start_serve_stop_analyze(ranker, home: Path):
     assert table.exit_code == 0, table.output
     assert "take_rate" in table.output and "SRM check: p =" in table.output and "sequential" in table.output
     assert [e["name"] for e in in_process("experiments", "ls", "--status", "stopped")] == ["ranker-v2"]
+    halfway = in_process("experiments", "analyze", "ranker-v2", "--no-report", "--until",
+                         repr(started["started_at"] + 0.005))  # the traffic took 0.01 s: a look halfway
+    seen = sum(a["impressions"] for a in halfway["arms"])
+    assert 0 < seen < 0.8 * sum(a["impressions"] for a in analysis["arms"])
 
 
 @pytest.mark.parametrize("args, message", [

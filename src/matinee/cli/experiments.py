@@ -172,19 +172,22 @@ def delete(name: str, as_json: bool) -> None:
 @click.option("--no-cuped", is_flag=True, help="Do not adjust per-member metrics with the pre-period.")
 @click.option("--pre-period-days", default=14.0, show_default=True, type=click.FloatRange(min=0),
               help="Days before the start read as the CUPED covariate.")
+@click.option("--until", "until_text", metavar="TIME",
+              help="Analyse as of TIME (ISO 8601 or epoch seconds): what a look at that moment saw.")
 @click.option("--log", "log_file", type=click.Path(dir_okay=False), help="Read this event log file instead.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Where to write the HTML report [default: MATINEE_HOME/experiments/NAME/report.html].")
 @click.option("--no-report", is_flag=True, help="Write no HTML report.")
 @json_option
-def analyze(name: str, sequential: bool, no_cuped: bool, pre_period_days: float, log_file: str | None,
-            report_path: str | None, no_report: bool, as_json: bool) -> None:
+def analyze(name: str, sequential: bool, no_cuped: bool, pre_period_days: float, until_text: str | None,
+            log_file: str | None, report_path: str | None, no_report: bool, as_json: bool) -> None:
     """Analyse experiment NAME from the event log: effects with intervals, SRM check, HTML report."""
+    from matinee.core.events import parse_time
     from matinee.core.experiments import analyze as run_analysis
     from matinee.core.experiments import write_report
 
     analysis = run_analysis(name, log_file, sequential=sequential, cuped=not no_cuped,
-                            pre_period_days=pre_period_days)
+                            pre_period_days=pre_period_days, until=parse_time(until_text, "until"))
     written = None
     if not no_report:
         if report_path is None:
