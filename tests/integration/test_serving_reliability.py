@@ -14,7 +14,6 @@ import json
 import os
 import random
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -477,9 +476,11 @@ def test_overload_is_refused_with_503_and_retry_after(home: Path, tmp_path: Path
         assert reply.headers.get("content-type", "").startswith("application/json"), reply.headers
         data = json.loads(reply.text)
         assert isinstance(data["error"], str) and data["detail"] and data["field"] is None, data
-    # Refused at once: not after the work the accepted requests wait for.
-    fast, slow = statistics.median(r.seconds for r in refused), statistics.median(r.seconds for r in served)
-    assert fast <= slow and fast < 1.0, f"median 503 in {fast:.3f}s, median 200 in {slow:.3f}s"
+    # Refused without doing the work: no refused request made a decision. (How fast a 503 comes back is
+    # wall-clock time on a shared machine, measured in benchmarks/serving rather than asserted here.)
+    made = {c["decision_id"] for r in served + [Reply(after.status_code, 0.0, {}, after.text)]
+            for c in json.loads(r.text)["choices"]}
+    assert logged_decisions(home) == made
     assert health == [200] * len(health)
     assert after.status_code == 200 and healthz.status_code == 200
 

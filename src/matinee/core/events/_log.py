@@ -21,9 +21,7 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from matinee.core.events._records import (
     DECISION_COLUMNS,
@@ -34,6 +32,9 @@ from matinee.core.events._records import (
 )
 from matinee.core.storage.db import enable_wal
 from matinee.errors import ParameterError, StorageError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DURABILITIES = ("relaxed", "strict")
 
@@ -334,6 +335,8 @@ class EventLog:
         return row is not None
 
     def _query(self, sql: str, params: tuple[Any, ...], columns: Iterable[str]) -> pd.DataFrame:
+        import pandas as pd  # only readers pay for it: a serving process never imports it
+
         if self._thread is not None and not self._closing:
             self.flush()
         if not self.path.exists():
@@ -425,7 +428,7 @@ class EventLog:
             if name in ("decisions", "feedback"):
                 out[name] = int(value or 0)
             else:
-                out[name] = None if value is None or pd.isna(value) else float(value)
+                out[name] = None if value is None or value != value else float(value)  # None or NaN
         return out
 
     def export_parquet(self, path: str | Path, since: Any = None, until: Any = None, *, what: str = "joined") -> int:

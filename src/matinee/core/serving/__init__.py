@@ -78,16 +78,18 @@ def serve(
     _limit_threads()
     # uvicorn re-raises the signal that stopped it once it has shut down cleanly; exit 0 then.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    if workers == 1:
-        uvicorn.run(build_app(deployment), host=host, port=port, log_level=log_level)
-        return
     from matinee.core.serving import _worker
+
+    http = _worker.NoDelayH11Protocol
+    if workers == 1:
+        uvicorn.run(build_app(deployment), host=host, port=port, log_level=log_level, http=http)
+        return
 
     os.environ[_worker.ENV] = json.dumps(deployment.to_dict())
     code = 0
     try:
         uvicorn.run("matinee.core.serving._worker:create_app", factory=True, host=host, port=port,
-                    workers=workers, log_level=log_level)
+                    workers=workers, log_level=log_level, http=http)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     # The workers have flushed their event logs and exited. The parent holds nothing to flush,
