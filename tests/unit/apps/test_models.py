@@ -59,6 +59,19 @@ def test_conformance(make_model, check):
     check(make_model)
 
 
+@pytest.mark.parametrize("make_model", MODELS.values(), ids=MODELS.keys())
+def test_one_member_at_a_time_matches_the_batch(make_model):
+    """A served request asks for one member (a fast path); the answer is that member's row of a batch."""
+    data = sample_interactions(seed=3)
+    model = make_model().fit(data)
+    users = list(data.user_ids[:12])
+    batch = model.recommend(users, 5, exclude_seen=True)
+    for row, user in enumerate(users):
+        one = model.recommend([user], 5, exclude_seen=True)
+        assert np.asarray(one.items)[0].tolist() == np.asarray(batch.items)[row].tolist(), user
+        np.testing.assert_allclose(np.asarray(one.scores)[0], np.asarray(batch.scores)[row], rtol=1e-6)
+
+
 @pytest.mark.parametrize("model", [MostPopular, ItemKNN, RP3beta, EASE, ALS, BPR])
 def test_every_model_with_its_defaults_passes_the_whole_suite(model):
     check_recommender(model)
