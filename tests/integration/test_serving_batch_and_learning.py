@@ -43,7 +43,18 @@ def test_recommendation_batch_answers_like_single_requests() -> None:
             batch = await client.post("/recommendations/batch", json={"requests": requests})
             assert batch.status_code == 200, batch.text
             singles = [(await client.post("/recommendations", json=r)).json() for r in requests]
-            assert batch.json()["results"] == singles
+            results = batch.json()["results"]
+            ids = [r.pop("decision_id") for r in results + singles]
+            assert results == singles
+            assert len(set(ids)) == len(ids) == 8  # every non-empty list is logged as a decision
+            server = client.app.state.server  # type: ignore[attr-defined]
+            await asyncio.to_thread(server.events.flush)
+            logged = await asyncio.to_thread(server.events.read_decisions)
+            assert set(logged["decision_id"]) == set(ids)
+            first = logged.set_index("decision_id").loc[ids[0]]
+            assert (first["endpoint"], first["arm"], first["propensity"]) == ("recs", "champion", 1.0)
+            play = await client.post("/feedback", json={"decision_id": ids[0], "event": "play:b", "reward": 1})
+            assert play.status_code == 200, play.text
             assert [r["items"] for r in singles[:3]] == [["b", "d"], ["b", "c"], ["c", "e"]]
             bad = await client.post("/recommendations/batch", json={"requests": [{"user_id": 1}, {"user_id": 1, "k": 0}]})
             assert bad.status_code == 422 and bad.json()["field"] == "requests.1.k"

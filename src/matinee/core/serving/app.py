@@ -213,13 +213,40 @@ class Server:
     # -- recommendations ---------------------------------------------------------------
     async def recommendations(self, request: Request) -> tuple[Any, Loaded | None]:
         req = RecsRequest.parse(parse_body(await request.body()))
-        (body, loaded), = self._recommend([req])
+        answers = self._recommend([req])
+        await self._log_lists(answers)
+        (body, loaded), = answers
         return body, loaded
 
     async def recommendations_batch(self, request: Request) -> tuple[Any, Loaded | None]:
         reqs = _parse_batch(parse_body(await request.body()), RecsRequest.parse)
         answers = self._recommend(reqs)
+        await self._log_lists(answers)
         return {"results": [body for body, _ in answers]}, answers[0][1]
+
+    async def _log_lists(self, answers: list[tuple[dict[str, Any], Loaded]]) -> None:
+        """Log each non-empty list as a decision (its exposure), and give its id to the answer for feedback.
+
+        The decision's candidates are the items shown in order, its action the first
+        of them, its propensity 1 (a ranker is deterministic); feedback on an item of
+        the list uses the list's ``decision_id`` (e.g. ``event = "play:<item>"``).
+        """
+        now = time.time()
+        records = []
+        for body, loaded in answers:
+            if not body["items"]:
+                body["decision_id"] = None
+                continue
+            decision_id = uuid.uuid4().hex
+            body["decision_id"] = decision_id
+            records.append({"decision_id": decision_id, "ts": now, "unit_id": body["user_id"], "context": [],
+                            "candidates": body["items"], "action": body["items"][0], "propensity": 1.0,
+                            "endpoint": "recs", "model": loaded.name, "model_version": loaded.version,
+                            "arm": body["arm"]})
+        if records:
+            await self._log(records, [])
+            for record in records:
+                self._remember(record["decision_id"])
 
     def _recommend(self, reqs: list[RecsRequest]) -> list[tuple[dict[str, Any], Loaded]]:
         """Answer recommendation requests; those of one model without candidates share one call."""

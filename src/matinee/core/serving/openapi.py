@@ -34,6 +34,7 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "user_id": _ID, "items": _IDS, "scores": _NUMBERS, "fallback": {"type": "boolean"},
             "model": {"type": "string"}, "version": {"type": "integer"}, "arm": {"type": "string"},
+            "decision_id": {"type": ["string", "null"]},
         },
     },
     "ArtworkRequest": {
