@@ -15,6 +15,7 @@ from test_serving import serving
 from matinee.apps.artwork.policies import EpsilonGreedy, UniformRandom
 from matinee.apps.recs import Interactions
 from matinee.apps.recs.models import MostPopular
+from matinee.core.events import EventLog
 from matinee.core.registry import alias_history, get_model, promote, register_model, versions
 from matinee.core.serving import Deployment, Endpoint, serve
 from matinee.errors import ConfigError
@@ -162,3 +163,85 @@ def test_online_learning_needs_one_worker() -> None:
     with pytest.raises(ConfigError) as info:
         serve(deployment, workers=2)
     assert info.value.fields["field"] == "workers"
+
+
+def test_interleaved_recommendations_merge_two_rankers_and_log_the_teams(home: Path) -> None:
+    other = pd.DataFrame({"user_id": [7, 8, 9, 7, 8], "item_id": ["e", "e", "e", "d", "d"]})
+    register_model("ranker", MostPopular().fit(Interactions.from_frame(LOG)))  # a, b, c, d, e
+    register_model("ranker", MostPopular().fit(Interactions.from_frame(other)))  # e, d
+    promote("ranker", 1)
+    promote("ranker", 2, alias="challenger")
+    deployment = Deployment.from_dict({"recs": {"model": "ranker@champion",
+                                                "interleave": ["champion", "challenger"]}})
+
+    async def go() -> list[dict[str, Any]]:
+        async with serving(deployment) as client:
+            bodies = []
+            for member in range(40):
+                response = await client.post("/recommendations", json={"user_id": 100 + member, "k": 3})
+                assert response.status_code == 200, response.text
+                bodies.append(response.json())
+            server = client.app.state.server  # type: ignore[attr-defined]
+            await asyncio.to_thread(server.events.flush)
+            return bodies
+
+    bodies = asyncio.run(go())
+    for body in bodies:
+        assert body["arm"] == "champion+challenger" and body["versions"] == [1, 2]
+        assert len(body["items"]) == 3 == len(set(body["items"])) == len(body["teams"])
+        first_a = body["items"][body["teams"].index("a")] if "a" in body["teams"] else None
+        first_b = body["items"][body["teams"].index("b")] if "b" in body["teams"] else None
+        assert first_a in (None, "a") and first_b in (None, "e")  # each team's first pick is its own top item
+    assert {b["teams"][0] for b in bodies} == {"a", "b"}  # the coin decides who picks first
+    logged = EventLog(home / "events" / "events.db").read_decisions().set_index("decision_id")
+    row = logged.loc[bodies[0]["decision_id"]]
+    assert row["arm"] == "champion+challenger" and str(row["model_version"]) == "1+2"
+    assert list(row["context"]) == [float(t == "b") for t in bodies[0]["teams"]]
+    assert list(row["candidates"]) == bodies[0]["items"]
+
+
+@pytest.mark.parametrize("table", [
+    {"model": "r@c", "interleave": ["c"]},
+    {"model": "r@c", "interleave": ["c", "c"]},
+    {"model": "r@c", "interleave": ["a", "b"], "split": {"a": 50, "b": 50}},
+])
+def test_bad_interleave_settings_are_refused(table: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as info:
+        Deployment.from_dict({"recs": table})
+    assert info.value.fields["field"] == "interleave"
+
+
+def test_an_interleaving_experiment_reads_what_the_interleaved_endpoint_logged(home: Path) -> None:
+    from matinee.core.experiments import (
+        Experiment,
+        analyze,
+        create_experiment,
+        start_experiment,
+        stop_experiment,
+    )
+
+    other = pd.DataFrame({"user_id": [7, 8, 9, 7, 8], "item_id": ["e", "e", "e", "d", "d"]})
+    register_model("ranker", MostPopular().fit(Interactions.from_frame(LOG)))
+    register_model("ranker", MostPopular().fit(Interactions.from_frame(other)))
+    promote("ranker", 1)
+    promote("ranker", 2, alias="challenger")
+    experiment = create_experiment(Experiment.build("ranker-il", ["ranker@champion", "ranker@challenger"],
+                                                    kind="interleaving", endpoint="recs"))
+    start_experiment(experiment.name)
+    deployment = Deployment(recs=Endpoint("ranker@champion", interleave=("champion", "challenger")))
+
+    async def go() -> None:  # members play the challenger's top title, "e", whenever it is shown
+        async with serving(deployment) as client:
+            for member in range(300):
+                body = (await client.post("/recommendations", json={"user_id": 1000 + member, "k": 2})).json()
+                if "e" in body["items"]:
+                    ok = await client.post("/feedback", json={"decision_id": body["decision_id"],
+                                                              "event": "play:e", "reward": 1})
+                    assert ok.status_code == 200, ok.text
+
+    asyncio.run(go())
+    stop_experiment(experiment.name)
+    result = analyze(experiment.name)
+    assert result.preference is not None
+    pref = result.preference.as_dict()
+    assert pref["share_b"] > 0.9 and pref["p_value"] < 0.001  # every win goes to the challenger

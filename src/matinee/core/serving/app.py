@@ -132,6 +132,7 @@ class Server:
         if deployment.learn and deployment.artwork is not None:
             self.learner = OnlineLearner(deployment.learn_batch, on_learn=self._learned)
         self.in_flight = 0
+        self._rng = np.random.default_rng()  # team draft's coin flips
         self._decisions: OrderedDict[str, None] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -239,19 +240,52 @@ class Server:
                 continue
             decision_id = uuid.uuid4().hex
             body["decision_id"] = decision_id
-            records.append({"decision_id": decision_id, "ts": now, "unit_id": body["user_id"], "context": [],
+            teams = body.get("teams")  # interleaved: which ranker picked each slot (1 = the second)
+            records.append({"decision_id": decision_id, "ts": now, "unit_id": body["user_id"],
+                            "context": [] if teams is None else [float(t == "b") for t in teams],
                             "candidates": body["items"], "action": body["items"][0], "propensity": 1.0,
-                            "endpoint": "recs", "model": loaded.name, "model_version": loaded.version,
-                            "arm": body["arm"]})
+                            "endpoint": "recs", "model": loaded.name,
+                            "model_version": loaded.version if teams is None else
+                            "+".join(str(v) for v in body["versions"]), "arm": body["arm"]})
         if records:
             await self._log(records, [])
             for record in records:
                 self._remember(record["decision_id"])
 
-    def _recommend(self, reqs: list[RecsRequest]) -> list[tuple[dict[str, Any], Loaded]]:
-        """Answer recommendation requests; those of one model without candidates share one call."""
+    def _interleave(self, endpoint: Endpoint, reqs: list[RecsRequest]) -> list[tuple[dict[str, Any], Loaded]]:
+        """Each member's lists from the two interleaved aliases, merged by team draft into one."""
+        from matinee.core.experiments.interleaving import team_draft
+
+        first, second = (self.slots[(endpoint.name, alias)].current for alias in endpoint.aliases)
+        if first is None or second is None:
+            raise ModelUnavailable(f"model {endpoint.name}@{'+'.join(endpoint.aliases)} is not loaded yet",
+                                   model=endpoint.name)
+        a = self._recommend(reqs, fixed=(first, endpoint.aliases[0]))
+        b = self._recommend(reqs, fixed=(second, endpoint.aliases[1]))
+        arm = "+".join(endpoint.aliases)
+        answers = []
+        for req, (body_a, _), (body_b, _) in zip(reqs, a, b, strict=True):
+            merged = team_draft(body_a["items"], body_b["items"], req.k, self._rng)
+            score_of = {"a": dict(zip(body_a["items"], body_a["scores"], strict=True)),
+                        "b": dict(zip(body_b["items"], body_b["scores"], strict=True))}
+            answers.append(({"user_id": req.user_id, "items": merged.items,
+                             "scores": [score_of[t][i] for t, i in zip(merged.teams, merged.items, strict=True)],
+                             "teams": merged.teams, "fallback": body_a["fallback"] or body_b["fallback"],
+                             "model": first.name, "version": first.version, "versions": [first.version,
+                                                                                         second.version],
+                             "arm": arm}, first))
+        return answers
+
+    def _recommend(self, reqs: list[RecsRequest], fixed: tuple[Loaded, str] | None = None,
+                   ) -> list[tuple[dict[str, Any], Loaded]]:
+        """Answer recommendation requests; those of one model without candidates share one call.
+
+        ``fixed`` answers every request with one model and arm (one side of an interleaving).
+        """
         endpoint = self._endpoint("recs")
-        routed = [self._model(endpoint, req.user_id) for req in reqs]
+        if endpoint.interleave and fixed is None:
+            return self._interleave(endpoint, reqs)
+        routed = [fixed if fixed is not None else self._model(endpoint, req.user_id) for req in reqs]
         answers: list[tuple[dict[str, Any], Loaded] | None] = [None] * len(reqs)
         groups: dict[int, list[int]] = {}
         for i, (req, (loaded, _)) in enumerate(zip(reqs, routed, strict=True)):

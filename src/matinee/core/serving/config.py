@@ -54,6 +54,10 @@ class Endpoint:
         Aliases of the same model and their percentage of members (summing to 100).
     salt
         Mixed into the assignment hash; change it to reshuffle members between arms.
+    interleave
+        Two aliases of the same model whose rankings every member gets interleaved
+        by team draft in one list (``recs`` only; instead of a split). The list is
+        logged with arm ``"A+B"``, for an interleaving experiment to analyse.
 
     Raises
     ------
@@ -64,8 +68,18 @@ class Endpoint:
     model: str
     split: Mapping[str, float] = field(default_factory=dict)
     salt: str = ""
+    interleave: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.interleave is not None:
+            pair = self.interleave
+            if isinstance(pair, str) or not isinstance(pair, (list, tuple)) or len(pair) != 2 \
+                    or not all(isinstance(a, str) and a for a in pair) or pair[0] == pair[1]:
+                raise ConfigError(f"interleave must name two different aliases, not {pair!r}", field="interleave")
+            if self.split:
+                raise ConfigError("an endpoint either splits members between aliases or interleaves two, not both",
+                                  field="interleave")
+            object.__setattr__(self, "interleave", tuple(pair))
         if not isinstance(self.model, str) or self.model.count("@") != 1 or not all(self.model.split("@")):
             raise ConfigError(f"model must be 'NAME@ALIAS', not {self.model!r}", field="model")
         if not isinstance(self.salt, str):
@@ -95,7 +109,9 @@ class Endpoint:
 
     @property
     def aliases(self) -> list[str]:
-        """Every alias this endpoint may call: the split's arms, or the one alias."""
+        """Every alias this endpoint may call: the split's arms, the interleaved pair, or the one alias."""
+        if self.interleave:
+            return list(self.interleave)
         return list(self.split) if self.split else [self.alias]
 
     def arm(self, member: Any) -> str:
@@ -203,10 +219,14 @@ class Deployment:
                 table = {"model": table}
             if not isinstance(table, Mapping) or "model" not in table:
                 raise ConfigError(f"[{name}] needs model = 'NAME@ALIAS'", field=name)
-            extra = sorted(set(table) - {"model", "split", "salt"})
+            extra = sorted(set(table) - {"model", "split", "salt", "interleave"})
             if extra:
                 raise ConfigError(f"unknown field(s) in [{name}]: {', '.join(extra)}", field=extra[0])
-            kwargs[name] = Endpoint(table["model"], dict(table.get("split", {})), table.get("salt", ""))
+            if "interleave" in table and name != "recs":
+                raise ConfigError("interleave is for the recs endpoint (rankers)", field="interleave")
+            pair = table.get("interleave")
+            kwargs[name] = Endpoint(table["model"], dict(table.get("split", {})), table.get("salt", ""),
+                                    tuple(pair) if isinstance(pair, list) else pair)
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -214,6 +234,8 @@ class Deployment:
         data: dict[str, Any] = {name: getattr(self, name) for name in _SCALARS if getattr(self, name) is not None}
         for name, ep in self.endpoints().items():
             data[name] = {"model": ep.model, "split": dict(ep.split), "salt": ep.salt}
+            if ep.interleave:
+                data[name]["interleave"] = list(ep.interleave)
         return data
 
 

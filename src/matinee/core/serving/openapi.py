@@ -35,6 +35,8 @@ _SCHEMAS: dict[str, Any] = {
             "user_id": _ID, "items": _IDS, "scores": _NUMBERS, "fallback": {"type": "boolean"},
             "model": {"type": "string"}, "version": {"type": "integer"}, "arm": {"type": "string"},
             "decision_id": {"type": ["string", "null"]},
+            "teams": {"type": "array", "items": {"type": "string", "enum": ["a", "b"]}},
+            "versions": {"type": "array", "items": {"type": "integer"}},
         },
     },
     "ArtworkRequest": {
