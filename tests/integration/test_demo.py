@@ -70,6 +70,16 @@ def test_quick_demo_trains_registers_serves_learns_and_reports(tmp_path, home):
     registered = {(v["model"], v["version"]) for v in online["versions"]}
     assert ("demo-artwork", artwork["champion"]["version"]) in registered
 
+    # the champion/challenger split ran as an experiment, analysed from the same event log
+    experiment = online["experiment"]
+    assert experiment["experiment"]["status"] == "stopped" and experiment["experiment"]["endpoint"] == "artwork"
+    assert {a["arm"]: a["units"] for a in experiment["arms"]}.keys() == {"champion", "challenger"}
+    assert sum(a["impressions"] for a in experiment["arms"]) == traffic["decisions"]
+    primary = experiment["effects"][0]
+    assert primary["metric"] == "take_rate" and primary["diff_low"] <= primary["diff"] <= primary["diff_high"]
+    assert experiment["srm"] is not None and experiment["assignment_mismatches"] == 0
+    assert Path(experiment["report"]).is_file()
+
     # the report opens offline
     report = Path(out["report"])
     assert report.is_file() and report.parent.parent == home / "demo"

@@ -280,6 +280,7 @@ def run_loop(*, artwork: dict[str, Any], registered: dict[str, Any], sim_size: s
     began = time.time()
     echo(f"  deployment {deployment}: {RECS_MODEL}@champion at /recommendations, "
          f"{ARTWORK_MODEL} champion/challenger 50/50 at /artwork, learning online")
+    experiment = start_demo_experiment(f"demo-{stamp}", echo)
     with serving(deployment, home, echo) as server:
         echo(f"  {visits:,} simulated member visits: /recommendations for {PAGE} titles, /artwork for each, "
              "then /feedback with what the member did")
@@ -291,9 +292,50 @@ def run_loop(*, artwork: dict[str, Any], registered: dict[str, Any], sim_size: s
     if server.exit_code != 0:
         echo(f"  warning: the server exited with code {server.exit_code}; its log ({server.log}) ends:\n"
              f"{server.log_tail()}")
-    return _read_back(artwork=artwork, registered=registered, traffic=traffic, visits=visits, server=server,
-                      began=began, since=began if since is None else since, folder=folder,
-                      deployment=deployment, stamp=stamp)
+    online = _read_back(artwork=artwork, registered=registered, traffic=traffic, visits=visits, server=server,
+                        began=began, since=began if since is None else since, folder=folder,
+                        deployment=deployment, stamp=stamp)
+    online["experiment"] = finish_demo_experiment(experiment, folder)
+    return online
+
+
+def start_demo_experiment(name: str, echo: Echo) -> str:
+    """Create and start the champion/challenger experiment the demo's artwork split runs.
+
+    Its arms, weights and salt are the deployment's (the demo writes the split
+    with the same salt), so the analysis can check every member's arm against
+    serving's hash. A demo experiment an interrupted demo left running is
+    stopped first: two experiments cannot run on one model and endpoint.
+    """
+    from matinee.core.experiments import (
+        Experiment,
+        create_experiment,
+        list_experiments,
+        start_experiment,
+        stop_experiment,
+    )
+
+    for old in list_experiments(status="running"):
+        if old.model == ARTWORK_MODEL and old.name.startswith("demo-"):
+            stop_experiment(old.name)
+    weights = {f"{ARTWORK_MODEL}@{alias}": share / 100 for alias, share in SPLIT.items()}
+    create_experiment(Experiment.build(
+        name, weights, endpoint="artwork", salt=name,
+        description="matinee demo: the artwork champion against the challenger, 50/50 by member"))
+    start_experiment(name)
+    echo(f"  experiment {name} started: {ARTWORK_MODEL} champion vs challenger on take rate")
+    return name
+
+
+def finish_demo_experiment(name: str, folder: Path) -> dict[str, Any]:
+    """Stop the demo's experiment, analyse it from the event log and write its report."""
+    from matinee.core.experiments import analyze, stop_experiment
+    from matinee.core.experiments import write_report as write_experiment_report
+
+    stop_experiment(name)
+    analysis = analyze(name)
+    report = write_experiment_report(analysis, folder / "experiment.html")
+    return {**analysis.as_dict(), "report": str(report)}
 
 
 def traffic_environment(sim_size: str, seed: int, shape: tuple[int, ...]) -> Any:
@@ -460,9 +502,13 @@ def print_summary(online: dict[str, Any], recs: dict[str, Any], registered: dict
     hidden = len(online["versions"]) - len(shown)
     if hidden:
         click.echo(f"...and {hidden} earlier online snapshots (matinee models versions {ARTWORK_MODEL})")
+    experiment = online.get("experiment")
+    if experiment:
+        print_experiment(experiment)
     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(events["since"]))
     click.echo(
         "\nNext:\n"
+        f"  matinee experiments analyze {experiment['experiment']['name'] if experiment else ''}\n"
         "  matinee models ls\n"
         f"  matinee models history {ARTWORK_MODEL}\n"
         f"  matinee models show {RECS_MODEL}@champion\n"
@@ -470,3 +516,26 @@ def print_summary(online: dict[str, Any], recs: dict[str, Any], registered: dict
         f"  matinee events export --since {since} --to demo-events.parquet\n"
         f"  matinee serve {online['deployment']}"
     )
+
+
+def print_experiment(experiment: dict[str, Any]) -> None:
+    """The champion/challenger experiment's analysis: its checks first, then the effects."""
+    from matinee.cli.views import print_table
+
+    for line in experiment.get("warnings", []):
+        click.secho(f"WARNING: {line}", fg="red" if "MISMATCH" in line else "yellow")
+    def num(value: Any, spec: str = ".4f") -> str:
+        return "" if value is None else format(value, spec)
+
+    srm = experiment.get("srm")
+    rows = [{"metric": f"{x['metric']}{'' if x['role'] == 'primary' else ' (guardrail)'}",
+             x["control"]: num(x["mean_control"]), x["treatment"]: num(x["mean_treatment"]),
+             "diff [95%]": f"{num(x['diff'], '+.4f')} [{num(x['diff_low'], '+.4f')}, {num(x['diff_high'], '+.4f')}]",
+             "p": num(x["p_value"], ".3g"), "sig": "yes" if x["significant"] else "no"}
+            for x in experiment["effects"]]
+    name = experiment["experiment"]["name"]
+    if rows:
+        print_table(rows, list(rows[0]), title=f"Experiment {name}: challenger vs champion")
+    if srm:
+        click.echo(f"Sample ratio check: p = {srm['p_value']:.3g} ({'MISMATCH' if srm['flagged'] else 'ok'}); "
+                   f"report {experiment['report']}")
