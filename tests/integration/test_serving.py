@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -129,7 +130,7 @@ def test_health_readiness_metrics_and_openapi() -> None:
 
     async def go() -> None:
         async with serving(Deployment(recs=Endpoint("ranker@champion"))) as client:
-            assert (await client.get("/healthz")).json() == {"status": "ok"}
+            assert (await client.get("/healthz")).json() == {"status": "ok", "pid": os.getpid()}
             ready = await client.get("/readyz")
             assert ready.status_code == 200
             assert ready.json()["models"]["ranker@champion"]["version"] == 1
@@ -345,6 +346,41 @@ def test_matinee_serve_over_real_http(home: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_workers_each_listen_and_a_taken_port_stops_the_server(home: Path) -> None:
+    champion()
+    env = {**os.environ, "MATINEE_HOME": str(home)}
+    with socket.socket() as taken:  # a plain listener, without SO_REUSEPORT: the workers cannot share it
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "matinee.cli.main", "serve", "--recs", "ranker@champion", "--port", str(port),
+             "--workers", "2", "--log-level", "warning"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "could not start" in result.stderr
+
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "matinee.cli.main", "serve", "--recs", "ranker@champion", "--port", str(port),
+         "--workers", "2", "--log-level", "warning"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        answered: set[int] = set()
+        while len(answered) < 2:  # new connections reach both workers
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, answered
+            try:
+                with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:
+                    if client.post("/recommendations", json={"user_id": 1, "k": 2}).status_code == 200:
+                        answered.add(client.get("/healthz").json()["pid"])
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert process.pid not in answered
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
 
 
 def test_serve_needs_a_model() -> None:

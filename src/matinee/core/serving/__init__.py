@@ -50,7 +50,8 @@ def serve(
     host, port
         Where to listen; by default only this machine can connect.
     workers
-        Worker processes sharing the port. Online learning needs one worker.
+        Worker processes, each with its own socket on the port (``SO_REUSEPORT``),
+        so the kernel spreads connections over them. Online learning needs one worker.
     log_level
         uvicorn's log level.
 
@@ -59,7 +60,6 @@ def serve(
     ConfigError
         ``workers`` is not a positive integer, or is more than 1 with ``learn``.
     """
-    import json
     import os
     import signal
     import sys
@@ -85,16 +85,10 @@ def serve(
         uvicorn.run(build_app(deployment), host=host, port=port, log_level=log_level, http=http)
         return
 
-    os.environ[_worker.ENV] = json.dumps(deployment.to_dict())
-    code = 0
-    try:
-        uvicorn.run("matinee.core.serving._worker:create_app", factory=True, host=host, port=port,
-                    workers=workers, log_level=log_level, http=http)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    code = _worker.supervise(deployment.to_dict(), host, port, workers, log_level)
     # The workers have flushed their event logs and exited. The parent holds nothing to flush,
-    # and its interpreter shutdown can hang in native thread-pool teardown (numpy, OpenBLAS)
-    # after the workers were forked from it: leave without it.
+    # and its interpreter shutdown can hang in native thread-pool teardown (numpy, OpenBLAS):
+    # leave without it.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

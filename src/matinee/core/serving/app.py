@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import time
 import uuid
 from collections import OrderedDict
@@ -559,7 +560,7 @@ def build_app(deployment: Deployment) -> Starlette:
     document = openapi_document(__version__)
 
     async def healthz(request: Request) -> Response:
-        return json_response({"status": "ok"})
+        return json_response({"status": "ok", "pid": os.getpid()})  # the pid tells workers apart
 
     async def readyz(request: Request) -> Response:
         models = {f"{s.name}@{s.alias}": {"version": s.current.version if s.current else None, "error": s.error}
