@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import click
 
+from matinee.cli.output import json_option
 from matinee.errors import MatineeError
 
 __all__ = ["Check", "doctor", "mask_url", "run_checks"]
@@ -147,8 +148,7 @@ def run_checks() -> tuple[dict[str, Any], list[Check]]:
         parts = urlsplit(address if "://" in address else f"ray://{address}")
         host, port = parts.hostname or "127.0.0.1", parts.port or 10001
         try:
-            with socket.create_connection((host, port), timeout=3):
-                pass
+            socket.create_connection((host, port), timeout=3).close()
         except OSError as exc:
             raise MatineeError(f"cannot connect to the Ray cluster at {host}:{port} (setting ray_address): "
                                f"{exc.strerror or exc}") from None
@@ -157,8 +157,7 @@ def run_checks() -> tuple[dict[str, Any], list[Check]]:
     def event_log() -> str:
         folder = settings.home / "events"
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".doctor-"):
-            pass
+        tempfile.NamedTemporaryFile(dir=folder, prefix=".doctor-").close()  # created, then deleted
         return f"{folder} is writable"
 
     checks = [
@@ -178,7 +177,7 @@ def _version(name: str) -> str | None:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@json_option
 def doctor(as_json: bool) -> None:
     """Show the configuration in force and check that every backend answers.
 

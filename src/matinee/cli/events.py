@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
-from typing import Any
 
 import click
 
+from matinee.cli.output import emit_json, json_option
+
 #: The same ``--json`` flag every listing command of ``matinee`` takes.
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 log_option = click.option(
     "--log", "log_path", type=click.Path(dir_okay=False),
     help="The event log file; default MATINEE_HOME/events/events.db.",
 )
-
-
-def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
 
 
 def _iso(ts: float | None) -> str:

@@ -8,14 +8,13 @@ exit; ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable
 from typing import Any
 
 import click
 
 from matinee import __version__
+from matinee.cli.output import emit_json, json_option
 from matinee.errors import MatineeError, RunFailed
 
 FLOW_COMMAND = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
@@ -43,14 +42,6 @@ def cli(debug: bool) -> None:
     Runs and artifacts live under MATINEE_HOME (default ./.matinee).
     Every listing command takes --json for scripts.
     """
-
-
-def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
-
-
-def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
 
 
 # -- running flows ---------------------------------------------------------------

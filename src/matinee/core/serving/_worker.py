@@ -9,7 +9,7 @@ worker and one core.) The parent only starts, watches and stops them.
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import os
 import signal
 import socket
@@ -36,14 +36,11 @@ class NoDelayH11Protocol(H11Protocol):
     def connection_made(self, transport: Any) -> None:
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            try:
+            with contextlib.suppress(OSError):  # not a TCP socket after all: nothing to switch off
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:  # not a TCP socket after all: nothing to switch off
-                pass
         super().connection_made(transport)
 
 
-log = logging.getLogger("matinee.serving")
 
 #: A worker that exits within this many seconds of starting could not start (a taken port, a bad
 #: model): the server stops instead of restarting it in a loop.
