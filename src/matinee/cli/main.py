@@ -97,11 +97,16 @@ def runs(flow: str | None, limit: int, tags: tuple[str, ...], all_users: bool, a
 
 @cli.command()
 @click.argument("pathspec")
+@click.option("--graph", is_flag=True, help="Draw a run's flow graph: steps in layers with status and time.")
 @json_option
-def show(pathspec: str, as_json: bool) -> None:
+def show(pathspec: str, graph: bool, as_json: bool) -> None:
     """Describe a flow, run, step or task: Flow, Flow/RUN, Flow/RUN/STEP or Flow/RUN/STEP/TASK."""
     from matinee.cli import views
 
+    if graph:
+        shape = views.run_graph(pathspec)
+        emit_json(shape) if as_json else views.print_graph(shape)
+        return
     info = views.describe(pathspec)
     emit_json(info) if as_json else views.print_description(info)
 

@@ -142,6 +142,24 @@ def metric_rows(pathspec: str, name: str | None) -> list[dict[str, Any]]:
     ]
 
 
+def run_graph(pathspec: str) -> dict[str, Any]:
+    """The step graph of run ``Flow/RUN`` as plain data: layers of steps (status, tasks, seconds) and edges."""
+    from matinee.core.store import open_store
+    from matinee.web.graph import layout
+
+    if len(pathspec.strip("/").split("/")) != 2:
+        raise NotFoundError(f"{pathspec!r} is not a run: --graph needs Flow/RUN", pathspec=pathspec)
+    run = Run(pathspec)
+    graph = layout(open_store().metadata.list_tasks(run.id))
+    return {
+        "run": run.pathspec,
+        "status": run.status,
+        "layers": [[{"step": n.step, "label": n.label, "status": n.status, "tasks": n.tasks, "seconds": n.seconds,
+                     "statuses": n.statuses, "next": graph.targets(n.step)} for n in layer] for layer in graph.layers],
+        "edges": [{"from": e.source, "to": e.target, "foreach": e.foreach} for e in graph.edges],
+    }
+
+
 # -- rendering -------------------------------------------------------------------------
 def _console() -> Any:
     from rich.console import Console
@@ -211,3 +229,34 @@ def print_description(info: dict[str, Any]) -> None:
         print_table(info["artifacts"], ["name", "codec", "size", "key"], title="Artifacts")
         if info["traceback"]:
             console.print(info["traceback"], markup=False, highlight=False)
+
+
+_STATUS_STYLE = {"completed": "green", "failed": "bold red", "running": "cyan", "pending": "dim"}
+
+
+def print_graph(info: dict[str, Any]) -> None:
+    """Draw a run's step graph: layers top to bottom, each step with its status and time, ``step x N`` for a foreach."""
+    from rich.text import Text
+
+    from matinee.web.graph import duration
+
+    console = _console()
+    console.print(Text.assemble(("Run ", "bold"), (info["run"], "bold"), "  ", (info["status"], _STATUS_STYLE.get(info["status"], ""))))
+    width = max((len(n["label"]) for layer in info["layers"] for n in layer), default=4)
+    for i, layer in enumerate(info["layers"]):
+        if i:
+            console.print(Text("    |", style="dim"))
+            console.print(Text("    v", style="dim"))
+        for node in layer:
+            line = Text("    ")
+            line.append(f"{node['label']:<{width}}", style="bold")
+            line.append("  ")
+            line.append(f"{node['status']:<9}", style=_STATUS_STYLE.get(node["status"], ""))
+            if node["seconds"] is not None:
+                line.append(f"  {duration(node['seconds']):>7}")
+            if len(node["statuses"]) > 1:
+                line.append("  (" + ", ".join(f"{n} {s}" for s, n in sorted(node["statuses"].items())) + ")")
+            if node["next"]:
+                fan = any(e["foreach"] for e in info["edges"] if e["from"] == node["step"])
+                line.append(f"  -> {', '.join(node['next'])}" + (" (foreach)" if fan else ""), style="dim")
+            console.print(line)
