@@ -28,7 +28,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("MATINEE_HOME", str(home))
     monkeypatch.setenv("MATINEE_USER", "tester")
     for name in ("MATINEE_METADATA_URL", "MATINEE_BLOB_URL", "MATINEE_ARTIFACT_URL", "MATINEE_EXECUTOR",
-                 "MATINEE_NAMESPACE"):
+                 "MATINEE_NAMESPACE", "MATINEE_TRACKING_URI", "MATINEE_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     close_stores()
     client.default_namespace()

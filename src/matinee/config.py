@@ -31,6 +31,8 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "max_workers": (None, "Parallel tasks for the process and ray executors; default the CPU count."),
     "ray_address": (None, "Ray cluster for the ray executor (ray://host:10001 or auto); default a local Ray per run."),
     "namespace": (None, "Client namespace, e.g. user:alice; default user:<user>."),
+    "tracking_uri": (None, "A matinee server (http://host:5173) to use instead of the local store; see docs/web.md."),
+    "token": (None, "The access token sent to the tracking_uri server (`matinee tokens create`)."),
 }
 
 
@@ -58,9 +60,14 @@ class Settings:
     max_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     namespace: str | None = None
     ray_address: str | None = None
+    tracking_uri: str | None = None
+    token: str | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+        out = {f.name: str(getattr(self, f.name)) for f in fields(self)}
+        if self.token:
+            out["token"] = "(set)"
+        return out
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -125,7 +132,22 @@ def load_settings(**overrides: Any) -> Settings:
         max_workers=max(1, max_workers),
         namespace=raw["namespace"],
         ray_address=raw["ray_address"],
+        tracking_uri=_tracking_uri(raw["tracking_uri"]),
+        token=raw["token"],
     )
+
+
+def _tracking_uri(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    uri = str(value).rstrip("/")
+    if not uri.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"tracking_uri must be an http:// or https:// URL of a matinee server, not {value!r}"
+            " (setting MATINEE_TRACKING_URI)",
+            setting="tracking_uri",
+        )
+    return uri
 
 
 def _login_name() -> str:

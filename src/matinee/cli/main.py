@@ -319,11 +319,14 @@ def _add_groups() -> None:
     from matinee.cli.events import events
     from matinee.cli.experiments import experiments
     from matinee.cli.models import models
+    from matinee.cli.web import audit, server, tokens, ui
 
     cli.add_command(models)
     cli.add_command(events)
     cli.add_command(experiments)
     cli.add_command(doctor)
+    for command in (ui, server, tokens, audit):
+        cli.add_command(command)
 
 
 _add_groups()

@@ -24,14 +24,20 @@ _open: dict[tuple[str, str], Store] = {}
 def open_store(settings: Settings | None = None) -> Store:
     """The store for ``settings`` (default: :func:`~matinee.config.load_settings`), opened once per process."""
     settings = settings or load_settings()
-    key = (settings.metadata_url, settings.blob_url)
+    key = (settings.tracking_uri or settings.metadata_url, settings.blob_url)
     store = _open.get(key)
     if store is None or store.settings != settings:
-        store = Store(
-            settings,
-            MetadataStore.open(settings.metadata_url),
-            ArtifactStore(open_blob_store(settings.blob_url)),
-        )
+        if settings.tracking_uri:
+            from matinee.core.storage.remote import open_remote
+
+            metadata, blobs = open_remote(settings)
+            store = Store(settings, metadata, ArtifactStore(blobs))  # type: ignore[arg-type]
+        else:
+            store = Store(
+                settings,
+                MetadataStore.open(settings.metadata_url),
+                ArtifactStore(open_blob_store(settings.blob_url)),
+            )
         _open[key] = store
     return store
 

@@ -326,11 +326,28 @@ class MetadataStore:
         """
         if not rows:
             return
+        last: dict[tuple[int, str], tuple[int, float, int | None, float]] = {}
+        for run, _task, name, step, value, ts in rows:
+            order = (-1 if step is None else int(step), float(ts))
+            held = last.get((run, name))
+            if held is None or order >= held[:2]:
+                last[(run, name)] = (*order, step, value)
         with self.db.transaction(durable=False):
             self.db.executemany(
                 "INSERT INTO metrics (run_id, task_id, name, step, value, ts)"
                 " VALUES (:run, :task, :name, :step, :value, :ts)",
                 [dict(run=r, task=t, name=n, step=s, value=v, ts=ts) for r, t, n, s, v, ts in rows],
+            )
+            self.db.executemany(
+                "INSERT INTO latest_metrics (run_id, name, step, value, ts)"
+                " VALUES (:run, :name, :step, :value, :ts)"
+                " ON CONFLICT (run_id, name) DO UPDATE SET step = excluded.step, value = excluded.value,"
+                " ts = excluded.ts"
+                " WHERE COALESCE(excluded.step, -1) > COALESCE(latest_metrics.step, -1)"
+                " OR (COALESCE(excluded.step, -1) = COALESCE(latest_metrics.step, -1)"
+                " AND excluded.ts >= latest_metrics.ts)",
+                [dict(run=run, name=name, step=step, value=value, ts=ts)
+                 for (run, name), (_o, ts, step, value) in last.items()],
             )
 
     def metrics(self, run_id: int, name: str | None = None) -> list[Row]:
@@ -338,6 +355,174 @@ class MetadataStore:
         if name is not None:
             sql += " AND name = :name"
         return self.db.query(sql + " ORDER BY name, id", dict(run=run_id, name=name))
+
+    def latest_metrics(self, run_ids: Iterable[int]) -> dict[int, dict[str, float]]:
+        """The last value (highest step, then newest) of every metric of each run."""
+        out: dict[int, dict[str, float]] = {int(run_id): {} for run_id in run_ids}
+        for row in self._rows_of_runs("SELECT run_id, name, value FROM latest_metrics", list(out)):
+            out[row["run_id"]][row["name"]] = row["value"]
+        return out
+
+    def metric_names(self, run_ids: Iterable[int] | None = None) -> list[str]:
+        """Names of the metrics logged (by ``run_ids``, or by any run), sorted."""
+        if run_ids is None:
+            rows = self.db.query("SELECT DISTINCT name FROM latest_metrics ORDER BY name")
+        else:
+            rows = self._rows_of_runs("SELECT DISTINCT name FROM latest_metrics", sorted(set(run_ids)))
+        return sorted({r["name"] for r in rows})
+
+    def _rows_of_runs(self, select: str, run_ids: Sequence[int]) -> list[Row]:
+        """``select ... WHERE run_id IN run_ids``, in slices SQLite accepts (one array on PostgreSQL)."""
+        if not run_ids:
+            return []
+        if self.db.dialect == "postgresql":
+            return self.db.query(f"{select} WHERE run_id = ANY(:ids)", dict(ids=list(run_ids)))
+        rows: list[Row] = []
+        for start in range(0, len(run_ids), 10_000):
+            args = {f"r{i}": run_id for i, run_id in enumerate(run_ids[start:start + 10_000])}
+            rows += self.db.query(f"{select} WHERE run_id IN ({', '.join(':' + k for k in args)})", args)
+        return rows
+
+    def search_runs(
+        self,
+        *,
+        flow: str | None = None,
+        status: str | None = None,
+        tag: str | None = None,
+        user: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        sort: str = "id",
+        order: str = "desc",
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Row], int]:
+        """One page of runs matching every filter given, and how many match in all.
+
+        ``sort`` is ``id``, ``created``, ``finished`` or ``metric:<name>`` (runs
+        without that metric are left out: they have no place in its order);
+        ``order`` is ``desc`` or ``asc``. Each row is a run as :meth:`get_run`
+        gives it plus ``tags`` (the user's tags) and, when sorting by a metric,
+        ``sort_value``.
+        """
+        if order not in ("asc", "desc"):
+            raise ParameterError(f"order must be asc or desc, not {order!r}", parameter="order")
+        if status is not None and status not in (RUNNING, COMPLETED, FAILED):
+            raise ParameterError(
+                f"status must be {RUNNING}, {COMPLETED} or {FAILED}, not {status!r}", parameter="status"
+            )
+        limit, offset = _whole(limit, "limit", 1, 1000), _whole(offset, "offset", 0, 10**9)
+        where = ["1 = 1"]
+        args: dict[str, Any] = {}
+        for column, value, name in (("r.flow_name", flow, "flow"), ("r.status", status, "status"),
+                                    ("r.user_name", user, "user")):
+            if value is not None:
+                where.append(f"{column} = :{name}")
+                args[name] = value
+        if tag is not None:
+            where.append("r.id IN (SELECT run_id FROM run_tags WHERE tag = :tag)")
+            args["tag"] = tag
+        if since is not None:
+            where.append("r.created_at >= :since")
+            args["since"] = float(since)
+        if until is not None:
+            where.append("r.created_at < :until")
+            args["until"] = float(until)
+        direction = "DESC" if order == "desc" else "ASC"
+        source = "runs r"
+        select = "r.*"
+        if sort.startswith("metric:") and sort[7:]:
+            source = "runs r JOIN latest_metrics lm ON lm.run_id = r.id AND lm.name = :metric"
+            select = "r.*, lm.value AS sort_value"
+            args["metric"] = sort[7:]
+            ordering = f"lm.value {direction}, r.id {direction}"
+        elif sort in ("id", "created", "finished"):
+            column = {"id": "r.id", "created": "r.created_at", "finished": "r.finished_at"}[sort]
+            ordering = f"{column} {direction}" + ("" if sort == "id" else f", r.id {direction}")
+        else:
+            raise ParameterError(
+                f"sort must be id, created, finished or metric:<name>, not {sort!r}", parameter="sort"
+            )
+        condition = " AND ".join(where)
+        total = int(self.db.query(f"SELECT COUNT(*) AS n FROM {source} WHERE {condition}", args)[0]["n"])
+        rows = self._reap(self.db.query(
+            f"SELECT {select} FROM {source} WHERE {condition} ORDER BY {ordering}"
+            f" LIMIT {limit} OFFSET {offset}",
+            args,
+        ))
+        tags = self.tags_of_runs(row["id"] for row in rows)
+        for row in rows:
+            row["tags"] = [t["tag"] for t in tags[row["id"]] if not t["system"]]
+        return rows, total
+
+    # -- access tokens and the audit log --------------------------------------
+    def add_token(self, token_id: str, name: str, role: str, secret_hash: str, created_by: str,
+                  expires_at: float | None) -> None:
+        try:
+            self.db.execute(
+                "INSERT INTO tokens (id, name, role, secret_hash, created_at, created_by, expires_at)"
+                " VALUES (:id, :name, :role, :hash, :now, :by, :expires)",
+                dict(id=token_id, name=name, role=role, hash=secret_hash, now=time.time(), by=created_by,
+                     expires=expires_at),
+            )
+        except StorageError as exc:
+            if self.db.query("SELECT id FROM tokens WHERE name = :name", dict(name=name)):
+                raise ConflictError(f"a token named {name!r} exists; pick another --name or revoke it",
+                                    parameter="name") from exc
+            raise
+
+    def get_token(self, token_id: str) -> Row | None:
+        rows = self.db.query("SELECT * FROM tokens WHERE id = :id", dict(id=token_id))
+        return rows[0] if rows else None
+
+    def list_tokens(self) -> list[Row]:
+        return self.db.query(
+            "SELECT id, name, role, created_at, created_by, expires_at, revoked_at, last_used_at"
+            " FROM tokens ORDER BY created_at, name"
+        )
+
+    def count_active_tokens(self, now: float) -> int:
+        rows = self.db.query(
+            "SELECT COUNT(*) AS n FROM tokens WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > :now)",
+            dict(now=now),
+        )
+        return int(rows[0]["n"])
+
+    def revoke_token(self, name_or_id: str) -> Row:
+        """Revoke a token by name or id; returns it. Revoking twice is refused (it names the time)."""
+        rows = self.db.query("SELECT * FROM tokens WHERE id = :key OR name = :key", dict(key=name_or_id))
+        if not rows:
+            raise NotFoundError(f"no token named {name_or_id!r}; `matinee tokens ls` lists them",
+                                parameter="token")
+        token = rows[0]
+        if token["revoked_at"] is None:
+            token["revoked_at"] = time.time()
+            self.db.execute("UPDATE tokens SET revoked_at = :now WHERE id = :id",
+                            dict(now=token["revoked_at"], id=token["id"]))
+        return token
+
+    def touch_token(self, token_id: str, now: float) -> None:
+        self.db.execute("UPDATE tokens SET last_used_at = :now WHERE id = :id", dict(now=now, id=token_id))
+
+    def audit(self, actor: str, role: str | None, action: str, target: str | None, outcome: str,
+              status: int | None = None, remote: str | None = None, detail: str | None = None) -> None:
+        self.db.execute(
+            "INSERT INTO audit_log (at, actor, role, action, target, outcome, status, remote, detail)"
+            " VALUES (:at, :actor, :role, :action, :target, :outcome, :status, :remote, :detail)",
+            dict(at=time.time(), actor=actor, role=role, action=action, target=target, outcome=outcome,
+                 status=status, remote=remote, detail=detail),
+        )
+
+    def audit_log(self, *, limit: int = 100, before: int | None = None, outcome: str | None = None) -> list[Row]:
+        sql = "SELECT * FROM audit_log WHERE 1 = 1"
+        args: dict[str, Any] = {}
+        if before is not None:
+            sql += " AND id < :before"
+            args["before"] = int(before)
+        if outcome is not None:
+            sql += " AND outcome = :outcome"
+            args["outcome"] = outcome
+        return self.db.query(sql + f" ORDER BY id DESC LIMIT {_whole(limit, 'limit', 1, 10_000)}", args)
 
     # -- model registry -------------------------------------------------------
     def add_model_version(self, name: str, fields: Mapping[str, Any], attempts: int = 20) -> int:
@@ -513,6 +698,7 @@ class MetadataStore:
                     "DELETE FROM attempts WHERE task_id IN (SELECT id FROM tasks WHERE run_id = :run)",
                     "DELETE FROM tasks WHERE run_id = :run",
                     "DELETE FROM metrics WHERE run_id = :run",
+                    "DELETE FROM latest_metrics WHERE run_id = :run",
                     "DELETE FROM params WHERE run_id = :run",
                     "DELETE FROM run_tags WHERE run_id = :run",
                     "DELETE FROM runs WHERE id = :run",
@@ -571,6 +757,18 @@ def alias_stack(history: Iterable[Row]) -> list[int]:
         else:
             stack.append(change["to_version"])
     return stack
+
+
+def _whole(value: Any, name: str, low: int, high: int) -> int:
+    """``value`` as a whole number in ``[low, high]``, or a ParameterError naming ``name``."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be a whole number, not {value!r}", parameter=name) from None
+    if isinstance(value, float) and value != number or not low <= number <= high:
+        raise ParameterError(f"{name} must be a whole number from {low} to {high}, not {value!r}",
+                             parameter=name)
+    return number
 
 
 def foreach_key(stack: Sequence[Sequence[Any]]) -> str:

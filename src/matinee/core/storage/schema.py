@@ -42,6 +42,9 @@ runs = Table(
     Column("hostname", String(255)),
     Column("error", Text),
     Index("ix_runs_flow_name", "flow_name", "id"),
+    Index("ix_runs_created_at", "created_at"),
+    Index("ix_runs_status", "status", "id"),
+    Index("ix_runs_user_name", "user_name", "id"),
 )
 
 run_tags = Table(
@@ -187,4 +190,49 @@ experiments = Table(
     Column("stopped_at", Float),
     Column("extra", Text),
     Index("ix_experiments_status", "status"),
+)
+
+#: The last value of each metric of each run (by step, then time), kept by ``log_metrics``:
+#: sorting runs by a metric reads this index, never the whole metrics table.
+latest_metrics = Table(
+    "latest_metrics",
+    metadata,
+    Column("run_id", Integer, primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("step", BigInteger),
+    Column("value", Float, nullable=False),
+    Column("ts", Float, nullable=False),
+    Index("ix_latest_metrics_name_value", "name", "value"),
+)
+
+#: Access tokens for the REST API and the dashboard: only a hash of the secret is kept.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("expires_at", Float),
+    Column("revoked_at", Float),
+    Column("last_used_at", Float),
+)
+
+#: Append-only: every denied request and every admin action of the web server.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("role", String(16)),
+    Column("action", String(64), nullable=False),
+    Column("target", Text),
+    Column("outcome", String(16), nullable=False),
+    Column("status", Integer),
+    Column("remote", String(255)),
+    Column("detail", Text),
+    Index("ix_audit_log_at", "at"),
 )
