@@ -26,6 +26,8 @@ def test_quick_demo_trains_registers_serves_learns_and_reports(tmp_path, home):
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout)  # stdout is pure JSON; progress went to stderr
     assert "== Serving" in result.stderr
+    assert out["dashboard"] == f"MATINEE_HOME={home} matinee ui"
+    assert result.stderr.rstrip().splitlines()[-1].strip().startswith(out["dashboard"])  # the last words
 
     # offline: both flows ran and their winners were registered from the runs' artifacts
     assert out["mode"] == "quick" and len(out["leaderboard"]) == 6 and len(out["artwork"]["leaderboard"]) == 6

@@ -103,9 +103,21 @@ def run_demo(*, movielens: str | None, sim_size: str, seed: int, as_json: bool, 
     elif movielens and only is None:
         echo("\n(--movielens: the simulated members are not MovieLens users, so nothing is served)")
     summary["seconds"] = time.time() - began
+    summary["dashboard"] = dashboard_command()
     echo(f"\nmatinee demo ({mode}) finished in {summary['seconds']:.0f}s")
+    echo(f"See the runs, models, experiment, bandits and events it made in the dashboard:\n"
+         f"  {summary['dashboard']}   (then open http://127.0.0.1:5173)")
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
+
+
+def dashboard_command() -> str:
+    """The command that opens the dashboard on this store (naming the store unless it is the default)."""
+    import os
+    import shlex
+
+    home = os.environ.get("MATINEE_HOME")
+    return f"MATINEE_HOME={shlex.quote(home)} matinee ui" if home else "matinee ui"
 
 
 def _phase(echo: Any, title: str) -> None:
