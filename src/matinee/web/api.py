@@ -1,0 +1,1011 @@
+"""The REST API, ``/api/v1``: JSON in and out, every route guarded by a role.
+
+Reads cover what the dashboard shows; writes are what a remote client store
+(:mod:`matinee.core.storage.remote`) needs to run flows, track and register
+models against this server. The routes mirror :class:`~matinee.core.storage.metadata.MetadataStore`
+method for method, so the remote store is a thin translation.
+
+Request values are checked here, before they reach the store, and a bad one is
+a 4xx naming the field (``points.3.value``). Artifact bytes are addressed by
+content key only: a key must be 64 hex digits before anything touches the blob
+store, and an upload must hash to its key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from matinee.core.artifacts.hashing import ContentHasher
+from matinee.core.artifacts.store import ArtifactRef
+from matinee.errors import ConflictError, MatineeError, NotFoundError, ParameterError
+from matinee.web.auth import HttpError, audit, public, requires
+
+PREFIX = "/api/v1"
+#: The largest JSON body accepted (a metric batch of ~500k points).
+MAX_JSON_BYTES = 32 << 20
+#: Ids and counts are SQL integers: nothing above this reaches the database.
+MAX_INT = (1 << 63) - 1
+MAX_STR = 10_000
+KEY_CHARS = frozenset("0123456789abcdef")
+STATUSES = ("running", "completed", "failed")
+CHUNK = 1 << 20
+ANALYSIS_TIMEOUT = 60.0
+EVENT_KINDS = ("decision", "feedback")
+
+
+# -- request parsing ----------------------------------------------------------------------
+def bad(field: str, message: str) -> ParameterError:
+    return ParameterError(f"{field}: {message}", field=field)
+
+
+async def body(request: Request) -> dict[str, Any]:
+    """The request's JSON object; 415 for another content type, 413 over the limit, 400 when malformed."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise HttpError(415, f"send JSON (Content-Type: application/json), not {ctype or 'nothing'!r}",
+                        field="content-type")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_JSON_BYTES:
+        raise HttpError(413, f"the JSON body is over {MAX_JSON_BYTES} bytes", field="body")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_JSON_BYTES:
+            raise HttpError(413, f"the JSON body is over {MAX_JSON_BYTES} bytes", field="body")
+    try:
+        value = json.loads(data, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise bad("body", f"malformed JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise bad("body", "must be a JSON object")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def text(value: Any, field: str, *, required: bool = True, empty: bool = False, max_len: int = MAX_STR) -> Any:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise bad(field, "must be a string" if value is not None else "is required")
+    if not empty and not value.strip():
+        raise bad(field, "must not be empty")
+    if len(value) > max_len:
+        raise bad(field, f"must be at most {max_len} characters")
+    if "\x00" in value:
+        raise bad(field, "must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad(field, "must be valid Unicode text") from None
+    return value
+
+
+def integer(value: Any, field: str, *, required: bool = True, low: int = 0, high: int = MAX_INT) -> Any:
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad(field, "must be an integer" if value is not None else "is required")
+    if not low <= value <= high:
+        raise bad(field, f"must be between {low} and {high}")
+    return value
+
+
+def number(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise bad(field, "must be a number")
+    value = float(value)
+    if not math.isfinite(value):
+        raise bad(field, "must be finite")
+    return value
+
+
+def texts(value: Any, field: str, *, required: bool = False) -> list[str]:
+    if value is None and not required:
+        return []
+    if not isinstance(value, list):
+        raise bad(field, "must be a list of strings")
+    return [text(v, f"{field}.{i}") for i, v in enumerate(value)]
+
+
+def ids(value: Any, field: str) -> list[int]:
+    if not isinstance(value, list) or len(value) > 100_000:
+        raise bad(field, "must be a list of at most 100000 ids")
+    return [integer(v, f"{field}.{i}") for i, v in enumerate(value)]
+
+
+def json_value(value: Any, field: str, depth: int = 0) -> Any:
+    """Any JSON value whose strings the database can store."""
+    if depth > 32:
+        raise bad(field, "is nested too deeply")
+    if isinstance(value, str):
+        return text(value, field, empty=True, max_len=1 << 20)
+    if isinstance(value, dict):
+        return {text(k, field, empty=True): json_value(v, f"{field}.{k}", depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_value(v, f"{field}.{i}", depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        raise bad(field, "is too large")
+    return value
+
+
+def query_int(request: Request, name: str, default: int | None, *, low: int = 0, high: int = MAX_INT) -> Any:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad(name, f"must be an integer, not {raw[:40]!r}") from None
+    if not low <= value <= high:
+        raise bad(name, f"must be between {low} and {high}")
+    return value
+
+
+def query_text(request: Request, name: str) -> str | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    return str(text(raw, name))
+
+
+def query_time(request: Request, name: str) -> float | None:
+    """Epoch seconds, or an ISO 8601 date/time."""
+    raw = query_text(request, name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        from datetime import datetime, timezone
+
+        try:
+            moment = datetime.fromisoformat(raw)
+        except ValueError:
+            raise bad(name, f"must be epoch seconds or an ISO 8601 time, not {raw[:40]!r}") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        value = moment.timestamp()
+    if not math.isfinite(value) or abs(value) > 1e11:
+        raise bad(name, "is out of range")
+    return value
+
+
+def path_int(request: Request, name: str) -> int:
+    value = int(request.path_params[name])
+    if value > MAX_INT:
+        raise NotFoundError(f"{name} {value} does not exist", field=name)
+    return value
+
+
+def content_key(request: Request) -> str:
+    key = str(request.path_params["key"])
+    if len(key) != 64 or not KEY_CHARS.issuperset(key):
+        raise bad("key", "a content key is 64 lowercase hex digits")
+    return key
+
+
+def status_value(value: Any, field: str = "status") -> str:
+    if value not in STATUSES:
+        raise bad(field, f"must be one of {', '.join(STATUSES)}")
+    return str(value)
+
+
+# -- responses ------------------------------------------------------------------------------
+def ok(data: Any, status: int = 200) -> Response:
+    try:
+        content = json.dumps(data, allow_nan=False, separators=(",", ":"))
+    except ValueError:  # a NaN or infinity stored somewhere: sent as null
+        content = json.dumps(_finite(data), separators=(",", ":"))
+    return Response(content, status_code=status, media_type="application/json")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def meta(request: Request) -> Any:
+    return request.app.state.store.metadata
+
+
+def blobs(request: Request) -> Any:
+    return request.app.state.store.artifacts.blobs
+
+
+def principal_name(request: Request) -> str:
+    principal = getattr(request.state, "principal", None)
+    return str(principal.name) if principal is not None else "local"
+
+
+def found(row: Any, what: str, field: str) -> Any:
+    if row is None:
+        raise NotFoundError(f"{what} does not exist", field=field)
+    return row
+
+
+def ref_dict(ref: ArtifactRef) -> dict[str, Any]:
+    return {"key": ref.key, "codec": ref.codec, "size": ref.size}
+
+
+# -- health and the document ---------------------------------------------------------------------
+@public
+async def health(request: Request) -> Response:
+    from matinee import __version__
+
+    return ok({"status": "ok", "version": __version__})
+
+
+@public
+async def openapi_document(request: Request) -> Response:
+    from matinee.web.openapi import document
+
+    return JSONResponse(document())
+
+
+# -- runs -----------------------------------------------------------------------------------------
+SORTS = ("id", "created", "finished")
+
+
+@requires("reader")
+async def list_runs(request: Request) -> Response:
+    store = meta(request)
+    flow, tag = query_text(request, "flow"), query_text(request, "tag")
+    if request.query_params.get("plain") == "1":  # rows exactly as the store lists them: newest first, by id
+        limit = query_int(request, "limit", None, low=0)
+        rows = await run_in_threadpool(store.list_runs, flow, tag=tag, kind=query_text(request, "kind"),
+                                       limit=limit, before=query_int(request, "before", None))
+        return ok({"runs": rows, "total": len(rows), "limit": limit, "offset": 0})
+    limit = query_int(request, "limit", 50, low=1, high=1000)
+    status = query_text(request, "status")
+    if status is not None:
+        status_value(status)
+    sort = query_text(request, "sort") or "id"
+    if sort not in SORTS and not (sort.startswith("metric:") and len(sort) > len("metric:")):
+        raise bad("sort", "must be id, created, finished or metric:<name>")
+    order = query_text(request, "order") or "desc"
+    if order not in ("asc", "desc"):
+        raise bad("order", "must be asc or desc")
+    rows, total = store.search_runs(
+        flow=flow, status=status, tag=tag, user=query_text(request, "user"), since=query_time(request, "since"),
+        until=query_time(request, "until"), sort=sort, order=order, limit=limit,
+        offset=query_int(request, "offset", 0, high=10**9),
+    )
+    if request.query_params.get("metrics", "1") != "0":
+        latest = store.latest_metrics([r["id"] for r in rows]) if rows else {}
+        for row in rows:
+            row["metrics"] = latest.get(row["id"], {})
+    return ok({"runs": rows, "total": total, "limit": limit, "offset": query_int(request, "offset", 0)})
+
+
+@requires("reader")
+async def get_run(request: Request) -> Response:
+    run_id = path_int(request, "run_id")
+    store = meta(request)
+    run = found(store.get_run(run_id), f"run {run_id}", "run_id")
+    latest = store.latest_metrics([run_id]).get(run_id, {})
+    return ok({"run": run, "params": store.run_params(run_id), "tags": store.run_tags(run_id), "metrics": latest})
+
+
+@requires("writer")
+async def create_run(request: Request) -> Response:
+    data = await body(request)
+    args = dict(
+        kind=text(data.get("kind", "flow"), "kind", max_len=100),
+        code_hash=text(data.get("code_hash"), "code_hash", required=False, max_len=200),
+        origin_run_id=integer(data.get("origin_run_id"), "origin_run_id", required=False),
+        executor=text(data.get("executor"), "executor", required=False, max_len=200),
+        tags=texts(data.get("tags"), "tags"),
+        system_tags=texts(data.get("system_tags"), "system_tags"),
+        params=_params(data.get("params")),
+    )
+    flow = text(data.get("flow_name"), "flow_name", max_len=500)
+    user = text(data.get("user", principal_name(request)), "user", max_len=500)
+    if args["origin_run_id"] is not None:
+        found(meta(request).get_run(args["origin_run_id"]), f"run {args['origin_run_id']}", "origin_run_id")
+    run_id = await run_in_threadpool(meta(request).create_run, flow, user, **args)
+    return ok({"run_id": run_id}, 201)
+
+
+def _params(value: Any, field: str = "params") -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise bad(field, "must be an object of name -> JSON value")
+    return {text(k, f"{field}.{k}", max_len=500): json_value(v, f"{field}.{k}") for k, v in value.items()}
+
+
+async def _existing_run(request: Request) -> int:
+    run_id = path_int(request, "run_id")
+    found(meta(request).get_run(run_id), f"run {run_id}", "run_id")
+    return run_id
+
+
+@requires("writer")
+async def finish_run(request: Request) -> Response:
+    run_id = await _existing_run(request)
+    data = await body(request)
+    status = status_value(data.get("status"))
+    error = text(data.get("error"), "error", required=False, empty=True, max_len=1 << 20)
+    await run_in_threadpool(meta(request).finish_run, run_id, status, error)
+    return ok({"run_id": run_id, "status": status})
+
+
+@requires("writer")
+async def heartbeat(request: Request) -> Response:
+    run_id = await _existing_run(request)
+    meta(request).heartbeat(run_id)
+    return ok({"run_id": run_id})
+
+
+@requires("reader")
+async def run_tags(request: Request) -> Response:
+    run_id = await _existing_run(request)
+    return ok({"tags": meta(request).run_tags(run_id)})
+
+
+@requires("writer")
+async def change_tags(request: Request) -> Response:
+    run_id = await _existing_run(request)
+    data = await body(request)
+    add, remove = texts(data.get("add"), "add"), texts(data.get("remove"), "remove")
+    if add:
+        await run_in_threadpool(meta(request).add_tags, run_id, add)
+    if remove:
+        await run_in_threadpool(meta(request).remove_tags, run_id, remove)
+    return ok({"tags": meta(request).run_tags(run_id)})
+
+
+@requires("reader")
+async def tags_of_runs(request: Request) -> Response:
+    data = await body(request)
+    tags = meta(request).tags_of_runs(ids(data.get("run_ids"), "run_ids"))
+    return ok({"tags": {str(k): v for k, v in tags.items()}})
+
+
+@requires("reader")
+async def run_params(request: Request) -> Response:
+    run_id = await _existing_run(request)
+    return ok({"params": meta(request).run_params(run_id)})
+
+
+@requires("writer")
+async def log_params(request: Request) -> Response:
+    run_id = await _existing_run(request)
+    params = _params((await body(request)).get("params")) or {}
+    if params:
+        await run_in_threadpool(meta(request).log_params, run_id, params)
+    return ok({"run_id": run_id, "logged": len(params)})
+
+
+@requires("reader")
+async def list_flows(request: Request) -> Response:
+    return ok({"flows": meta(request).list_flows()})
+
+
+# -- metrics -------------------------------------------------------------------------------------
+@requires("writer")
+async def log_metrics(request: Request) -> Response:
+    """``{"points": [[task_id, name, step, value, ts], ...]}``; ``ts`` may be null (now)."""
+    run_id = await _existing_run(request)
+    points = (await body(request)).get("points")
+    if not isinstance(points, list):
+        raise bad("points", "must be a list of [task_id, name, step, value, ts]")
+    now = time.time()
+    rows = []
+    for i, point in enumerate(points):
+        if not isinstance(point, list) or len(point) != 5:
+            raise bad(f"points.{i}", "must be [task_id, name, step, value, ts]")
+        task_id, name, step, value, ts = point
+        if task_id is not None and (type(task_id) is not int or not 0 <= task_id <= MAX_INT):
+            integer(task_id, f"points.{i}.task_id")
+        if type(name) is not str or not name or len(name) > 500:
+            text(name, f"points.{i}.name", max_len=500)
+        if step is not None and (type(step) is not int or abs(step) > MAX_INT):
+            integer(step, f"points.{i}.step", low=-MAX_INT)
+        if type(value) is not float or not math.isfinite(value):
+            value = number(value, f"points.{i}.value")
+        if ts is None:
+            ts = now
+        elif type(ts) is not float or not 0 <= ts < 1e11:
+            ts = number(ts, f"points.{i}.ts")
+            if not 0 <= ts < 1e11:
+                raise bad(f"points.{i}.ts", "must be epoch seconds")
+        rows.append((run_id, task_id, name, step, value, ts))
+    names = {row[2] for row in rows}
+    for name in names:  # once per distinct name: strings the database cannot store
+        text(name, "points.name", max_len=500)
+    tasks = {row[1] for row in rows if row[1] is not None}
+    store = meta(request)
+    for task_id in tasks:
+        task = store.get_task(task_id)
+        if task is None or task["run_id"] != run_id:
+            raise bad("points.task_id", f"task {task_id} is not a task of run {run_id}")
+    if rows:
+        await run_in_threadpool(store.log_metrics, rows)
+    return ok({"run_id": run_id, "logged": len(rows)})
+
+
+@requires("reader")
+async def run_metrics(request: Request) -> Response:
+    run_id = await _existing_run(request)
+    return ok({"metrics": meta(request).metrics(run_id, query_text(request, "name"))})
+
+
+@requires("reader")
+async def latest_metrics(request: Request) -> Response:
+    data = await body(request)
+    latest = meta(request).latest_metrics(ids(data.get("run_ids"), "run_ids"))
+    return ok({"latest": {str(k): v for k, v in latest.items()}})
+
+
+@requires("reader")
+async def metric_names(request: Request) -> Response:
+    run_ids = None
+    if request.method == "POST":
+        data = await body(request)
+        run_ids = None if data.get("run_ids") is None else ids(data.get("run_ids"), "run_ids")
+    return ok({"names": meta(request).metric_names(run_ids)})
+
+
+# -- tasks ---------------------------------------------------------------------------------------
+def _stack(value: Any, field: str = "foreach_stack") -> list[list[Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise bad(field, "must be a list of [step, index, ...] frames")
+    out = []
+    for i, frame in enumerate(value):
+        if not isinstance(frame, list) or len(frame) < 2:
+            raise bad(f"{field}.{i}", "must be a list [step, index, ...]")
+        out.append(json_value(frame, f"{field}.{i}"))
+    return out
+
+
+def _task_of_run(request: Request, task_id: int, field: str = "task_id") -> dict[str, Any]:
+    return dict(found(meta(request).get_task(task_id), f"task {task_id}", field))
+
+
+@requires("writer")
+async def create_task(request: Request) -> Response:
+    run_id = await _existing_run(request)
+    data = await body(request)
+    step = text(data.get("step"), "step", max_len=500)
+    stack = _stack(data.get("foreach_stack"))
+    inputs = ids(data.get("input_paths", []), "input_paths")
+    task_id = await run_in_threadpool(meta(request).create_task, run_id, step, stack, inputs)
+    return ok({"task_id": task_id}, 201)
+
+
+@requires("writer")
+async def clone_task(request: Request) -> Response:
+    run_id = await _existing_run(request)
+    data = await body(request)
+    origin = _task_of_run(request, integer(data.get("origin_task_id"), "origin_task_id"), "origin_task_id")
+    stack = _stack(data.get("foreach_stack"))
+    inputs = ids(data.get("input_paths", []), "input_paths")
+    task_id = await run_in_threadpool(meta(request).clone_task, run_id, origin, stack, inputs)
+    return ok({"task_id": task_id}, 201)
+
+
+@requires("reader")
+async def list_tasks(request: Request) -> Response:
+    run_id = await _existing_run(request)
+    return ok({"tasks": meta(request).list_tasks(run_id, query_text(request, "step"))})
+
+
+@requires("reader")
+async def get_task(request: Request) -> Response:
+    return ok({"task": _task_of_run(request, path_int(request, "task_id"))})
+
+
+@requires("writer")
+async def start_attempt(request: Request) -> Response:
+    task_id = path_int(request, "task_id")
+    _task_of_run(request, task_id)
+    attempt = integer((await body(request)).get("attempt"), "attempt", high=1_000_000)
+    await run_in_threadpool(meta(request).start_attempt, task_id, attempt)
+    return ok({"task_id": task_id, "attempt": attempt}, 201)
+
+
+@requires("writer")
+async def finish_attempt(request: Request) -> Response:
+    task_id, attempt = path_int(request, "task_id"), path_int(request, "attempt")
+    _task_of_run(request, task_id)
+    data = await body(request)
+    fields = {name: text(data.get(name), name, required=False, empty=True, max_len=1 << 20)
+              for name in ("exception", "traceback")}
+    for name in ("stdout_key", "stderr_key"):
+        key = text(data.get(name), name, required=False, max_len=64)
+        if key is not None and (len(key) != 64 or not KEY_CHARS.issuperset(key)):
+            raise bad(name, "a content key is 64 lowercase hex digits")
+        fields[name] = key
+    status = status_value(data.get("status"))
+    await run_in_threadpool(meta(request).finish_attempt, task_id, attempt, status, **fields)
+    return ok({"task_id": task_id, "attempt": attempt, "status": status})
+
+
+def _refs(value: Any, field: str = "artifacts") -> dict[str, ArtifactRef]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad(field, "must be an object of name -> {key, codec, size}")
+    refs = {}
+    for name, ref in value.items():
+        where = f"{field}.{name}"
+        text(name, where, max_len=500)
+        if not isinstance(ref, dict):
+            raise bad(where, "must be {key, codec, size}")
+        key = text(ref.get("key"), f"{where}.key", max_len=64)
+        if len(key) != 64 or not KEY_CHARS.issuperset(key):
+            raise bad(f"{where}.key", "a content key is 64 lowercase hex digits")
+        refs[name] = ArtifactRef(key, text(ref.get("codec"), f"{where}.codec", max_len=100),
+                                 integer(ref.get("size"), f"{where}.size"))
+    return refs
+
+
+@requires("writer")
+async def finish_task(request: Request) -> Response:
+    task_id = path_int(request, "task_id")
+    _task_of_run(request, task_id)
+    data = await body(request)
+    status = status_value(data.get("status"))
+    transition = data.get("transition")
+    if transition is not None:
+        if not isinstance(transition, dict):
+            raise bad("transition", "must be an object or null")
+        transition = json_value(transition, "transition")
+    refs = _refs(data.get("artifacts"))
+    if refs and meta(request).task_artifacts(task_id):
+        raise ConflictError(f"task {task_id} already has artifacts", field="artifacts")
+    await run_in_threadpool(meta(request).finish_task, task_id, status, transition=transition, artifacts=refs)
+    return ok({"task_id": task_id, "status": status})
+
+
+@requires("reader")
+async def task_artifacts(request: Request) -> Response:
+    task_id = path_int(request, "task_id")
+    _task_of_run(request, task_id)
+    refs = meta(request).task_artifacts(task_id)
+    return ok({"artifacts": {name: ref_dict(ref) for name, ref in refs.items()}})
+
+
+@requires("reader")
+async def task_attempts(request: Request) -> Response:
+    task_id = path_int(request, "task_id")
+    _task_of_run(request, task_id)
+    return ok({"attempts": meta(request).task_attempts(task_id)})
+
+
+def _artifact(request: Request) -> ArtifactRef:
+    """The artifact named in the path, found through the database (never through a path)."""
+    run_id, task_id = path_int(request, "run_id"), path_int(request, "task_id")
+    task = _task_of_run(request, task_id)
+    if task["run_id"] != run_id:
+        raise NotFoundError(f"task {task_id} is not a task of run {run_id}", field="task_id")
+    name = str(request.path_params["name"])
+    ref = meta(request).task_artifacts(task_id).get(name)
+    return found(ref, f"artifact {name!r} of task {task_id}", "name")
+
+
+@requires("reader")
+async def artifact_preview(request: Request) -> Response:
+    ref = _artifact(request)
+    out: dict[str, Any] = {"name": request.path_params["name"], **ref_dict(ref)}
+    if ref.size <= 64 << 20:
+        out["preview"] = await run_in_threadpool(_preview, request.app.state.store.artifacts, ref)
+    return ok(out)
+
+
+def _preview(artifacts: Any, ref: ArtifactRef) -> dict[str, Any]:
+    try:
+        value = artifacts.load(ref)
+    except MatineeError as exc:
+        return {"error": exc.message}
+    except Exception as exc:  # a value this process cannot decode (its class is not importable here)
+        return {"error": f"cannot load: {type(exc).__name__}: {exc}"[:500]}
+    kind = type(value).__name__
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return {"type": kind, "value": value if not isinstance(value, str) else value[:2000]}
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return {"type": kind, "shape": list(value.shape), "dtype": str(value.dtype)}
+    if hasattr(value, "head") and hasattr(value, "columns"):
+        head = value.head(10)
+        return {"type": kind, "shape": list(value.shape), "columns": [str(c) for c in value.columns],
+                "head": json.loads(head.to_json(orient="records", default_handler=str))}
+    if isinstance(value, (list, tuple, dict, set)):
+        return {"type": kind, "length": len(value), "repr": repr(value)[:2000]}
+    return {"type": kind, "repr": repr(value)[:2000]}
+
+
+@requires("reader")
+async def artifact_download(request: Request) -> Response:
+    ref = _artifact(request)
+    return await _stream_blob(request, ref.key, f"{request.path_params['name']}.{ref.codec}")
+
+
+# -- blobs -------------------------------------------------------------------------------------------
+@requires("reader")
+async def get_blob(request: Request) -> Response:
+    key = content_key(request)
+    if request.method == "HEAD":
+        exists = await run_in_threadpool(blobs(request).exists, key)
+        return Response(status_code=200 if exists else 404)
+    return await _stream_blob(request, key, key)
+
+
+async def _stream_blob(request: Request, key: str, filename: str) -> Response:
+    fh = await run_in_threadpool(blobs(request).open, key)
+    headers = {"Content-Disposition": f'attachment; filename="{_safe_filename(filename)}"'}
+    try:
+        import os
+
+        headers["Content-Length"] = str(os.fstat(fh.fileno()).st_size)
+    except (AttributeError, OSError, ValueError):
+        pass
+    return StreamingResponse(_chunks(fh), media_type="application/octet-stream", headers=headers)
+
+
+def _safe_filename(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:200] or "artifact"
+
+
+def _chunks(fh: Any) -> Iterator[bytes]:
+    with fh:
+        while chunk := fh.read(CHUNK):
+            yield chunk
+
+
+@requires("writer")
+async def claim_blob(request: Request) -> Response:
+    key = content_key(request)
+    return ok({"key": key, "exists": await run_in_threadpool(blobs(request).claim, key)})
+
+
+@requires("writer")
+async def put_blob(request: Request) -> Response:
+    """Store the body under ``key`` if it hashes to ``key``: spooled while hashed, then written once."""
+    key = content_key(request)
+    limit = int(getattr(request.app.state, "max_upload_bytes", 1 << 30))
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HttpError(413, f"the upload is over the server's limit of {limit} bytes", field="body")
+    hasher = ContentHasher()
+    size = 0
+    with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HttpError(413, f"the upload is over the server's limit of {limit} bytes", field="body")
+            hasher.update(chunk)
+            spool.write(chunk)
+        digest = hasher.hexdigest()
+        if digest != key:
+            raise bad("key", f"the body hashes to {digest}, not to the key")
+        store = blobs(request)
+        created = False
+        if not await run_in_threadpool(store.claim, key):
+            spool.seek(0)
+            await run_in_threadpool(store.put, key, iter(lambda: spool.read(CHUNK), b""))
+            created = True
+    return ok({"key": key, "size": size, "created": created}, 201 if created else 200)
+
+
+# -- models ---------------------------------------------------------------------------------------------
+def _model(request: Request) -> str:
+    return str(text(request.path_params["name"], "name", max_len=500))
+
+
+def _alias(request: Request) -> str:
+    return str(text(request.path_params["alias"], "alias", max_len=500))
+
+
+@requires("reader")
+async def list_models(request: Request) -> Response:
+    return ok({"models": meta(request).list_models()})
+
+
+@requires("reader")
+async def model_versions(request: Request) -> Response:
+    name = _model(request)
+    return ok({"versions": meta(request).model_versions(name)})
+
+
+@requires("reader")
+async def model_version(request: Request) -> Response:
+    name = _model(request)
+    version = path_int(request, "version") if "version" in request.path_params else None
+    what = f"model {name!r} version {version}" if version is not None else f"model {name!r}"
+    return ok({"version": found(meta(request).model_version(name, version), what, "version")})
+
+
+VERSION_TEXT = ("artifact_name", "artifact_key", "codec", "dataset_hash", "code_version", "matinee_version",
+                "package_versions", "metrics", "tags", "description", "user_name")
+
+
+@requires("writer")
+async def add_model_version(request: Request) -> Response:
+    name = _model(request)
+    data = await body(request)
+    fields: dict[str, Any] = {}
+    for column in ("run_id", "task_id", "size"):
+        fields[column] = integer(data.get(column), column, required=False)
+    created = data.get("created_at")
+    fields["created_at"] = None if created is None else number(created, "created_at")
+    for column in VERSION_TEXT:
+        fields[column] = text(data.get(column), column, required=False, empty=True, max_len=1 << 20)
+    if fields["run_id"] is not None:
+        found(meta(request).get_run(fields["run_id"]), f"run {fields['run_id']}", "run_id")
+    if fields["task_id"] is not None:
+        _task_of_run(request, fields["task_id"])
+    version = await run_in_threadpool(meta(request).add_model_version, name, fields)
+    return ok({"name": name, "version": version}, 201)
+
+
+@requires("reader")
+async def model_aliases(request: Request) -> Response:
+    return ok({"aliases": meta(request).model_aliases(_model(request))})
+
+
+@requires("reader")
+async def model_alias(request: Request) -> Response:
+    name, alias = _model(request), _alias(request)
+    return ok({"alias": found(meta(request).model_alias(name, alias), f"alias {name}@{alias}", "alias")})
+
+
+@requires("reader")
+async def alias_history(request: Request) -> Response:
+    name = _model(request)
+    return ok({"history": meta(request).alias_history(name, query_text(request, "alias"))})
+
+
+@requires("admin")
+async def move_alias(request: Request) -> Response:
+    name, alias = _model(request), _alias(request)
+    data = await body(request)
+    version = integer(data.get("version"), "version", low=1)
+    expected = integer(data.get("expected"), "expected", required=False, low=1)
+    action = data.get("action", "move")
+    if action not in ("set", "move", "promote"):
+        raise bad("action", "must be set, move or promote")
+    user = text(data.get("user", principal_name(request)), "user", max_len=500)
+    target = f"{name}@{alias}"
+    try:
+        previous = await run_in_threadpool(meta(request).move_alias, name, alias, version, action, user, expected)
+    except MatineeError as exc:
+        await audit(request, "alias.move", target, outcome="refused", detail=exc.message)
+        raise
+    await audit(request, "alias.move", target, outcome="ok", detail=f"{previous} -> {version} by {user}")
+    return ok({"name": name, "alias": alias, "version": version, "previous": previous})
+
+
+@requires("admin")
+async def delete_alias(request: Request) -> Response:
+    name, alias = _model(request), _alias(request)
+    user = query_text(request, "user") or principal_name(request)
+    target = f"{name}@{alias}"
+    try:
+        previous = await run_in_threadpool(meta(request).delete_alias, name, alias, user)
+    except MatineeError as exc:
+        await audit(request, "alias.delete", target, outcome="refused", detail=exc.message)
+        raise
+    await audit(request, "alias.delete", target, outcome="ok", detail=f"was {previous}, by {user}")
+    return ok({"name": name, "alias": alias, "previous": previous})
+
+
+@requires("admin")
+async def rollback_alias(request: Request) -> Response:
+    name, alias = _model(request), _alias(request)
+    data = await body(request)
+    user = text(data.get("user", principal_name(request)), "user", max_len=500)
+    target = f"{name}@{alias}"
+    try:
+        old, new = await run_in_threadpool(meta(request).rollback_alias, name, alias, user)
+    except MatineeError as exc:
+        await audit(request, "alias.rollback", target, outcome="refused", detail=exc.message)
+        raise
+    await audit(request, "alias.rollback", target, outcome="ok", detail=f"{old} -> {new} by {user}")
+    return ok({"name": name, "alias": alias, "from": old, "to": new})
+
+
+# -- experiments and events --------------------------------------------------------------------------------
+def _events_path(request: Request) -> Path:
+    return Path(request.app.state.settings.home) / "events" / "events.db"
+
+
+@requires("reader")
+async def list_experiments(request: Request) -> Response:
+    from matinee.core.experiments.store import list_experiments as listed
+
+    status = query_text(request, "status")
+    found_ = await run_in_threadpool(listed, status)
+    return ok({"experiments": [e.as_dict() for e in found_]})
+
+
+@requires("reader")
+async def get_experiment(request: Request) -> Response:
+    from matinee.core.experiments.store import get_experiment as got
+
+    experiment = await run_in_threadpool(got, str(text(request.path_params["name"], "name", max_len=500)))
+    return ok({"experiment": experiment.as_dict()})
+
+
+@requires("reader")
+async def experiment_analysis(request: Request) -> Response:
+    from matinee.core.experiments.analysis import analyze
+
+    name = str(text(request.path_params["name"], "name", max_len=500))
+    sequential = request.query_params.get("sequential", "0") in ("1", "true")
+    work = run_in_threadpool(analyze, name, _events_path(request), sequential=sequential)
+    try:
+        analysis = await asyncio.wait_for(work, ANALYSIS_TIMEOUT)
+    except asyncio.TimeoutError:
+        raise HttpError(504, f"the analysis of {name!r} took over {ANALYSIS_TIMEOUT:.0f} s; "
+                             "run `matinee experiments analyze` instead", field="name") from None
+    return ok({"analysis": analysis.as_dict()})
+
+
+@requires("reader")
+async def list_events(request: Request) -> Response:
+    kind = query_text(request, "kind") or "decision"
+    if kind not in EVENT_KINDS:
+        raise bad("kind", "must be decision or feedback")
+    limit = query_int(request, "limit", 100, low=1, high=10_000)
+    since = query_time(request, "since")
+    filters = {name: query_text(request, name) for name in ("endpoint", "model", "arm", "unit")}
+    rows = await run_in_threadpool(_read_events, _events_path(request), kind, since, filters, limit)
+    return ok({"kind": kind, "events": rows})
+
+
+def _read_events(path: Path, kind: str, since: float | None, filters: dict[str, str | None],
+                 limit: int) -> list[dict[str, Any]]:
+    from matinee.core.events import EventLog
+
+    if not path.exists():
+        return []
+    log = EventLog(path)
+    since = since if since is not None else time.time() - 86_400
+    decisions = log.read_decisions(since=since)
+    columns = {"endpoint": "endpoint", "model": "model", "arm": "arm", "unit": "unit_id"}
+    for name, value in filters.items():
+        if value is not None and len(decisions):
+            decisions = decisions[decisions[columns[name]].astype(str) == value]
+    if kind == "decision":
+        frame = decisions.tail(limit).iloc[::-1]
+    else:
+        feedback = log.read_feedback(since=since)
+        if any(v is not None for v in filters.values()):
+            feedback = feedback[feedback["decision_id"].isin(set(decisions["decision_id"]))]
+        frame = feedback.tail(limit).iloc[::-1]
+    return json.loads(frame.to_json(orient="records", default_handler=str))
+
+
+# -- tokens and the audit log -----------------------------------------------------------------------------
+def _token_row(row: dict[str, Any]) -> dict[str, Any]:
+    from matinee.web.auth import token_state
+
+    return {**{k: v for k, v in row.items() if k != "secret_hash"}, "state": token_state(row)}
+
+
+@requires("admin")
+async def list_tokens(request: Request) -> Response:
+    return ok({"tokens": [_token_row(t) for t in meta(request).list_tokens()]})
+
+
+@requires("admin")
+async def create_token(request: Request) -> Response:
+    from matinee.web.auth import check_role, check_token_name, parse_duration
+    from matinee.web.auth import create_token as created
+
+    data = await body(request)
+    name = check_token_name(text(data.get("name"), "name", max_len=64))
+    role = check_role(data.get("role"))
+    expires = parse_duration(text(data.get("expires"), "expires", required=False, max_len=40))
+    try:
+        token, row = await run_in_threadpool(created, meta(request), name, role, principal_name(request), expires)
+    except MatineeError as exc:
+        await audit(request, "token.create", name, outcome="refused", detail=exc.message)
+        raise
+    await audit(request, "token.create", name, outcome="ok", detail=f"role {role}")
+    return ok({"token": token, **_token_row(row)}, 201)
+
+
+@requires("admin")
+async def revoke_token(request: Request) -> Response:
+    name = str(text(request.path_params["name"], "name", max_len=200))
+    try:
+        row = await run_in_threadpool(meta(request).revoke_token, name)
+    except MatineeError as exc:
+        await audit(request, "token.revoke", name, outcome="refused", detail=exc.message)
+        raise
+    await audit(request, "token.revoke", name, outcome="ok")
+    return ok(_token_row(row))
+
+
+@requires("admin")
+async def audit_log(request: Request) -> Response:
+    outcome = query_text(request, "outcome")
+    rows = meta(request).audit_log(limit=query_int(request, "limit", 100, low=1, high=1000),
+                                   before=query_int(request, "before", None), outcome=outcome)
+    return ok({"entries": rows})
+
+
+# -- the table ------------------------------------------------------------------------------------------
+def _route(path: str, handler: Callable[..., Any], methods: list[str]) -> Route:
+    return Route(PREFIX + path, handler, methods=methods)
+
+
+def routes() -> list[BaseRoute]:
+    """Every ``/api/v1`` route, in the order they are matched."""
+    table: list[BaseRoute] = [
+        _route("/health", health, ["GET"]),
+        _route("/openapi.json", openapi_document, ["GET"]),
+        _route("/runs", list_runs, ["GET"]),
+        _route("/runs", create_run, ["POST"]),
+        _route("/runs/tags", tags_of_runs, ["POST"]),
+        _route("/runs/{run_id:int}", get_run, ["GET"]),
+        _route("/runs/{run_id:int}/finish", finish_run, ["POST"]),
+        _route("/runs/{run_id:int}/heartbeat", heartbeat, ["POST"]),
+        _route("/runs/{run_id:int}/tags", run_tags, ["GET"]),
+        _route("/runs/{run_id:int}/tags", change_tags, ["POST"]),
+        _route("/runs/{run_id:int}/params", run_params, ["GET"]),
+        _route("/runs/{run_id:int}/params", log_params, ["POST"]),
+        _route("/runs/{run_id:int}/metrics", run_metrics, ["GET"]),
+        _route("/runs/{run_id:int}/metrics", log_metrics, ["POST"]),
+        _route("/runs/{run_id:int}/tasks", list_tasks, ["GET"]),
+        _route("/runs/{run_id:int}/tasks", create_task, ["POST"]),
+        _route("/runs/{run_id:int}/tasks/clone", clone_task, ["POST"]),
+        _route("/runs/{run_id:int}/tasks/{task_id:int}/artifacts/{name}", artifact_preview, ["GET"]),
+        _route("/runs/{run_id:int}/tasks/{task_id:int}/artifacts/{name}/download", artifact_download, ["GET"]),
+        _route("/flows", list_flows, ["GET"]),
+        _route("/metrics/latest", latest_metrics, ["POST"]),
+        _route("/metrics/names", metric_names, ["GET", "POST"]),
+        _route("/tasks/{task_id:int}", get_task, ["GET"]),
+        _route("/tasks/{task_id:int}/attempts", task_attempts, ["GET"]),
+        _route("/tasks/{task_id:int}/attempts", start_attempt, ["POST"]),
+        _route("/tasks/{task_id:int}/attempts/{attempt:int}/finish", finish_attempt, ["POST"]),
+        _route("/tasks/{task_id:int}/finish", finish_task, ["POST"]),
+        _route("/tasks/{task_id:int}/artifacts", task_artifacts, ["GET"]),
+        _route("/blobs/{key}", get_blob, ["GET", "HEAD"]),
+        _route("/blobs/{key}", put_blob, ["PUT"]),
+        _route("/blobs/{key}/claim", claim_blob, ["POST"]),
+        _route("/models", list_models, ["GET"]),
+        _route("/models/{name}/versions", model_versions, ["GET"]),
+        _route("/models/{name}/versions", add_model_version, ["POST"]),
+        _route("/models/{name}/versions/latest", model_version, ["GET"]),
+        _route("/models/{name}/versions/{version:int}", model_version, ["GET"]),
+        _route("/models/{name}/aliases", model_aliases, ["GET"]),
+        _route("/models/{name}/aliases/{alias}", model_alias, ["GET"]),
+        _route("/models/{name}/aliases/{alias}", move_alias, ["PUT"]),
+        _route("/models/{name}/aliases/{alias}", delete_alias, ["DELETE"]),
+        _route("/models/{name}/aliases/{alias}/rollback", rollback_alias, ["POST"]),
+        _route("/models/{name}/history", alias_history, ["GET"]),
+        _route("/experiments", list_experiments, ["GET"]),
+        _route("/experiments/{name}", get_experiment, ["GET"]),
+        _route("/experiments/{name}/analysis", experiment_analysis, ["GET"]),
+        _route("/events", list_events, ["GET"]),
+        _route("/tokens", list_tokens, ["GET"]),
+        _route("/tokens", create_token, ["POST"]),
+        _route("/tokens/{name}", revoke_token, ["DELETE"]),
+        _route("/audit", audit_log, ["GET"]),
+    ]
+    return table
