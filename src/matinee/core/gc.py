@@ -124,7 +124,10 @@ def plan_gc(
 
 def apply_gc(store: Store, plan: GcPlan) -> None:
     """Delete the plan's runs, then its blobs."""
-    store.metadata.delete_runs(r["id"] for r in plan.runs)
+    from matinee.progress import progress
+
+    store.metadata.delete_runs(progress([r["id"] for r in plan.runs], "deleting runs"))
     keys = [blob.key for blob in plan.blobs]
-    store.artifacts.blobs.delete_many(keys)  # one request per 500 blobs on S3
+    for start in progress(range(0, len(keys), 500), "deleting blobs"):
+        store.artifacts.blobs.delete_many(keys[start:start + 500])  # one request per 500 blobs on S3
     store.artifacts._known.difference_update(keys)
