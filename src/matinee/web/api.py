@@ -14,6 +14,8 @@ store, and an upload must hash to its key.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import json
 import math
 import tempfile
@@ -29,7 +31,7 @@ from starlette.routing import BaseRoute, Route
 
 from matinee.core.artifacts.hashing import ContentHasher
 from matinee.core.artifacts.store import ArtifactRef
-from matinee.errors import ConflictError, MatineeError, NotFoundError, ParameterError
+from matinee.errors import MatineeError, NotFoundError, ParameterError, StorageError
 from matinee.web.auth import HttpError, audit, public, requires
 
 PREFIX = "/api/v1"
@@ -194,8 +196,24 @@ def path_int(request: Request, name: str) -> int:
 
 def content_key(request: Request) -> str:
     key = str(request.path_params["key"])
-    if len(key) != 64 or not KEY_CHARS.issuperset(key):
+    if not is_content_key(key):
         raise bad("key", "a content key is 64 lowercase hex digits")
+    return key
+
+
+def is_content_key(key: Any) -> bool:
+    return isinstance(key, str) and len(key) == 64 and KEY_CHARS.issuperset(key)
+
+
+def stored_key(value: Any, field: str) -> str:
+    """A key recorded in the database: letters, digits, ``_`` and ``-`` only.
+
+    Only a real content key (64 hex digits) is ever looked up in the blob store:
+    :func:`is_content_key` is checked again on every read.
+    """
+    key = str(text(value, field, max_len=200))
+    if not key.replace("_", "").replace("-", "").isalnum() or not key.isascii():
+        raise bad(field, "a key is letters and digits (a content key is 64 lowercase hex digits)")
     return key
 
 
@@ -222,6 +240,16 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
+
+
+async def write(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a store write off the event loop; a constraint the database refused is a 409, not a 500."""
+    try:
+        return await run_in_threadpool(fn, *args, **kwargs)
+    except StorageError as exc:
+        if type(exc.__cause__).__name__ == "IntegrityError":
+            exc.status = 409
+        raise
 
 
 def meta(request: Request) -> Any:
@@ -322,8 +350,16 @@ async def create_run(request: Request) -> Response:
     user = text(data.get("user", principal_name(request)), "user", max_len=500)
     if args["origin_run_id"] is not None:
         found(meta(request).get_run(args["origin_run_id"]), f"run {args['origin_run_id']}", "origin_run_id")
-    run_id = await run_in_threadpool(meta(request).create_run, flow, user, **args)
+    if _takes_process(meta(request)):  # the client's process, so its run is reaped when that process dies
+        args["pid"] = integer(data.get("pid"), "pid", required=False, high=1 << 31)
+        args["hostname"] = text(data.get("hostname"), "hostname", required=False, max_len=255)
+    run_id = await write(meta(request).create_run, flow, user, **args)
     return ok({"run_id": run_id}, 201)
+
+
+@functools.cache
+def _takes_process(store: Any) -> bool:
+    return "pid" in inspect.signature(store.create_run).parameters
 
 
 def _params(value: Any, field: str = "params") -> dict[str, Any] | None:
@@ -346,7 +382,7 @@ async def finish_run(request: Request) -> Response:
     data = await body(request)
     status = status_value(data.get("status"))
     error = text(data.get("error"), "error", required=False, empty=True, max_len=1 << 20)
-    await run_in_threadpool(meta(request).finish_run, run_id, status, error)
+    await write(meta(request).finish_run, run_id, status, error)
     return ok({"run_id": run_id, "status": status})
 
 
@@ -369,9 +405,9 @@ async def change_tags(request: Request) -> Response:
     data = await body(request)
     add, remove = texts(data.get("add"), "add"), texts(data.get("remove"), "remove")
     if add:
-        await run_in_threadpool(meta(request).add_tags, run_id, add)
+        await write(meta(request).add_tags, run_id, add)
     if remove:
-        await run_in_threadpool(meta(request).remove_tags, run_id, remove)
+        await write(meta(request).remove_tags, run_id, remove)
     return ok({"tags": meta(request).run_tags(run_id)})
 
 
@@ -393,7 +429,7 @@ async def log_params(request: Request) -> Response:
     run_id = await _existing_run(request)
     params = _params((await body(request)).get("params")) or {}
     if params:
-        await run_in_threadpool(meta(request).log_params, run_id, params)
+        await write(meta(request).log_params, run_id, params)
     return ok({"run_id": run_id, "logged": len(params)})
 
 
@@ -441,7 +477,7 @@ async def log_metrics(request: Request) -> Response:
         if task is None or task["run_id"] != run_id:
             raise bad("points.task_id", f"task {task_id} is not a task of run {run_id}")
     if rows:
-        await run_in_threadpool(store.log_metrics, rows)
+        await write(store.log_metrics, rows)
     return ok({"run_id": run_id, "logged": len(rows)})
 
 
@@ -487,12 +523,12 @@ def _task_of_run(request: Request, task_id: int, field: str = "task_id") -> dict
 
 @requires("writer")
 async def create_task(request: Request) -> Response:
-    run_id = await _existing_run(request)
+    run_id = path_int(request, "run_id")  # a missing run: the database refuses it (409), as in the local store
     data = await body(request)
     step = text(data.get("step"), "step", max_len=500)
     stack = _stack(data.get("foreach_stack"))
     inputs = ids(data.get("input_paths", []), "input_paths")
-    task_id = await run_in_threadpool(meta(request).create_task, run_id, step, stack, inputs)
+    task_id = await write(meta(request).create_task, run_id, step, stack, inputs)
     return ok({"task_id": task_id}, 201)
 
 
@@ -503,7 +539,7 @@ async def clone_task(request: Request) -> Response:
     origin = _task_of_run(request, integer(data.get("origin_task_id"), "origin_task_id"), "origin_task_id")
     stack = _stack(data.get("foreach_stack"))
     inputs = ids(data.get("input_paths", []), "input_paths")
-    task_id = await run_in_threadpool(meta(request).clone_task, run_id, origin, stack, inputs)
+    task_id = await write(meta(request).clone_task, run_id, origin, stack, inputs)
     return ok({"task_id": task_id}, 201)
 
 
@@ -523,7 +559,7 @@ async def start_attempt(request: Request) -> Response:
     task_id = path_int(request, "task_id")
     _task_of_run(request, task_id)
     attempt = integer((await body(request)).get("attempt"), "attempt", high=1_000_000)
-    await run_in_threadpool(meta(request).start_attempt, task_id, attempt)
+    await write(meta(request).start_attempt, task_id, attempt)
     return ok({"task_id": task_id, "attempt": attempt}, 201)
 
 
@@ -535,12 +571,9 @@ async def finish_attempt(request: Request) -> Response:
     fields = {name: text(data.get(name), name, required=False, empty=True, max_len=1 << 20)
               for name in ("exception", "traceback")}
     for name in ("stdout_key", "stderr_key"):
-        key = text(data.get(name), name, required=False, max_len=64)
-        if key is not None and (len(key) != 64 or not KEY_CHARS.issuperset(key)):
-            raise bad(name, "a content key is 64 lowercase hex digits")
-        fields[name] = key
+        fields[name] = None if data.get(name) is None else stored_key(data.get(name), name)
     status = status_value(data.get("status"))
-    await run_in_threadpool(meta(request).finish_attempt, task_id, attempt, status, **fields)
+    await write(meta(request).finish_attempt, task_id, attempt, status, **fields)
     return ok({"task_id": task_id, "attempt": attempt, "status": status})
 
 
@@ -555,9 +588,7 @@ def _refs(value: Any, field: str = "artifacts") -> dict[str, ArtifactRef]:
         text(name, where, max_len=500)
         if not isinstance(ref, dict):
             raise bad(where, "must be {key, codec, size}")
-        key = text(ref.get("key"), f"{where}.key", max_len=64)
-        if len(key) != 64 or not KEY_CHARS.issuperset(key):
-            raise bad(f"{where}.key", "a content key is 64 lowercase hex digits")
+        key = stored_key(ref.get("key"), f"{where}.key")
         refs[name] = ArtifactRef(key, text(ref.get("codec"), f"{where}.codec", max_len=100),
                                  integer(ref.get("size"), f"{where}.size"))
     return refs
@@ -575,9 +606,7 @@ async def finish_task(request: Request) -> Response:
             raise bad("transition", "must be an object or null")
         transition = json_value(transition, "transition")
     refs = _refs(data.get("artifacts"))
-    if refs and meta(request).task_artifacts(task_id):
-        raise ConflictError(f"task {task_id} already has artifacts", field="artifacts")
-    await run_in_threadpool(meta(request).finish_task, task_id, status, transition=transition, artifacts=refs)
+    await write(meta(request).finish_task, task_id, status, transition=transition, artifacts=refs)
     return ok({"task_id": task_id, "status": status})
 
 
@@ -617,6 +646,8 @@ async def artifact_preview(request: Request) -> Response:
 
 
 def _preview(artifacts: Any, ref: ArtifactRef) -> dict[str, Any]:
+    if not is_content_key(ref.key):
+        return {"error": f"{ref.key!r} is not a content key"}
     try:
         value = artifacts.load(ref)
     except MatineeError as exc:
@@ -654,6 +685,8 @@ async def get_blob(request: Request) -> Response:
 
 
 async def _stream_blob(request: Request, key: str, filename: str) -> Response:
+    if not is_content_key(key):
+        raise NotFoundError(f"{key!r} is not a content key: nothing is stored under it", field="key")
     fh = await run_in_threadpool(blobs(request).open, key)
     headers = {"Content-Disposition": f'attachment; filename="{_safe_filename(filename)}"'}
     try:
@@ -757,7 +790,7 @@ async def add_model_version(request: Request) -> Response:
         found(meta(request).get_run(fields["run_id"]), f"run {fields['run_id']}", "run_id")
     if fields["task_id"] is not None:
         _task_of_run(request, fields["task_id"])
-    version = await run_in_threadpool(meta(request).add_model_version, name, fields)
+    version = await write(meta(request).add_model_version, name, fields)
     return ok({"name": name, "version": version}, 201)
 
 
@@ -790,7 +823,7 @@ async def move_alias(request: Request) -> Response:
     user = text(data.get("user", principal_name(request)), "user", max_len=500)
     target = f"{name}@{alias}"
     try:
-        previous = await run_in_threadpool(meta(request).move_alias, name, alias, version, action, user, expected)
+        previous = await write(meta(request).move_alias, name, alias, version, action, user, expected)
     except MatineeError as exc:
         await audit(request, "alias.move", target, outcome="refused", detail=exc.message)
         raise
@@ -804,7 +837,7 @@ async def delete_alias(request: Request) -> Response:
     user = query_text(request, "user") or principal_name(request)
     target = f"{name}@{alias}"
     try:
-        previous = await run_in_threadpool(meta(request).delete_alias, name, alias, user)
+        previous = await write(meta(request).delete_alias, name, alias, user)
     except MatineeError as exc:
         await audit(request, "alias.delete", target, outcome="refused", detail=exc.message)
         raise
@@ -819,7 +852,7 @@ async def rollback_alias(request: Request) -> Response:
     user = text(data.get("user", principal_name(request)), "user", max_len=500)
     target = f"{name}@{alias}"
     try:
-        old, new = await run_in_threadpool(meta(request).rollback_alias, name, alias, user)
+        old, new = await write(meta(request).rollback_alias, name, alias, user)
     except MatineeError as exc:
         await audit(request, "alias.rollback", target, outcome="refused", detail=exc.message)
         raise

@@ -26,6 +26,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import matinee.errors as errors
 from matinee.core.artifacts.store import ArtifactRef
 from matinee.core.storage.blobs import BlobInfo, Chunks
+from matinee.core.storage.metadata import HOSTNAME
 from matinee.errors import (
     ConfigError,
     ConflictError,
@@ -173,7 +174,7 @@ class Client:
                 "(set MATINEE_TOKEN to a token with the role this needs)", setting="token", http_status=status,
             )
         cls = getattr(errors, str(payload.get("error")), None)
-        if isinstance(cls, type) and issubclass(cls, MatineeError) and cls.status == status:
+        if isinstance(cls, type) and issubclass(cls, MatineeError):
             return cls(detail, **fields)
         by_status: dict[int, type[MatineeError]] = {
             400: ParameterError, 404: NotFoundError, 409: ConflictError, 413: ParameterError,
@@ -187,6 +188,16 @@ def _or_none(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
     except NotFoundError:
         return None
+
+
+def _number(value: Any) -> Any:
+    """A float for JSON (numpy scalars too); anything else as is, for the server to refuse by name."""
+    if value is None or isinstance(value, bool):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
 
 
 def _gc_only(what: str) -> NotSupportedError:
@@ -219,7 +230,7 @@ class RemoteMetadataStore:
     def create_run(self, flow_name: str, user: str, *, kind: str = "flow", code_hash: str | None = None,
                    origin_run_id: int | None = None, executor: str | None = None, tags: Iterable[str] = (),
                    system_tags: Iterable[str] = (), params: Mapping[str, Any] | None = None) -> int:
-        body = dict(flow_name=flow_name, user=user, kind=kind, code_hash=code_hash, origin_run_id=origin_run_id,
+        body = dict(flow_name=flow_name, user=user, pid=os.getpid(), hostname=HOSTNAME, kind=kind, code_hash=code_hash, origin_run_id=origin_run_id,
                     executor=executor, tags=list(tags), system_tags=list(system_tags),
                     params=_jsonable(dict(params)) if params else None)
         return int(self.client.call("POST", "runs", json_body=body)["run_id"])
@@ -325,7 +336,10 @@ class RemoteMetadataStore:
         """Send points ``(run_id, task_id, name, step, value, ts)``: one request per run in the batch."""
         by_run: dict[int, list[list[Any]]] = {}
         for run_id, task_id, name, step, value, ts in rows:
-            by_run.setdefault(run_id, []).append([task_id, name, step, float(value), float(ts)])
+            by_run.setdefault(run_id, []).append([
+                task_id, name, step, value if type(value) is float else _number(value),
+                ts if type(ts) is float else _number(ts),
+            ])
         for run_id, points in by_run.items():
             self.client.call("POST", "runs", run_id, "metrics", json_body={"points": points})
 
