@@ -125,6 +125,22 @@ def _is_admin(request: Request) -> bool:
     return principal is not None and principal.role == "admin"
 
 
+async def _form(request: Request) -> dict[str, str]:
+    """The fields of a urlencoded form post (what every dashboard form sends)."""
+    from urllib.parse import parse_qsl
+
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        raise HttpError(415, "send the form as application/x-www-form-urlencoded", field="content-type")
+    try:
+        body = await request.body()
+    except RuntimeError:  # the stream was read as a form already (the CSRF check does): use that
+        form = await request.form()
+        return {k: v for k, v in form.items() if isinstance(v, str)}
+    if len(body) > 64 << 10:
+        raise HttpError(413, "the form is too large", field="body")
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
 def _whole(text: str | None, name: str, default: int, low: int, high: int) -> int:
     if text in (None, ""):
         return default
@@ -335,7 +351,7 @@ async def _alias_action(request: Request, action: str) -> Response:
     from matinee.core.registry import check_alias, check_name, check_version
 
     name = check_name(request.path_params["name"])
-    form = await request.form()
+    form = await _form(request)
     alias = check_alias(str(form.get("alias") or "champion").strip())
     user = request.state.principal.name
     meta = _store(request).metadata
@@ -481,7 +497,7 @@ async def login_page(request: Request) -> Response:
 
 @public
 async def login_action(request: Request) -> Response:
-    form = await request.form()
+    form = await _form(request)
     target = _next(form.get("next"))
     response = RedirectResponse(target, status_code=303)
     try:
