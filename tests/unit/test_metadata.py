@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _web_server import matinee_server, server_env
 
+from _web_server import matinee_server, server_env
 from matinee.core.artifacts.store import ArtifactRef
 from matinee.core.storage.db import SCHEMA_VERSION, SqliteDatabase, connect
 from matinee.core.storage.metadata import (

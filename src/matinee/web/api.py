@@ -31,6 +31,7 @@ from starlette.routing import BaseRoute, Route
 
 from matinee.core.artifacts.hashing import ContentHasher
 from matinee.core.artifacts.store import ArtifactRef
+from matinee.core.storage.metadata import foreach_key
 from matinee.errors import MatineeError, NotFoundError, ParameterError, StorageError
 from matinee.web.auth import HttpError, audit, public, requires
 
@@ -39,6 +40,8 @@ PREFIX = "/api/v1"
 MAX_JSON_BYTES = 32 << 20
 #: Ids and counts are SQL integers: nothing above this reaches the database.
 MAX_INT = (1 << 63) - 1
+#: Ids (runs, tasks, versions) are 32-bit integers in the schema.
+MAX_ID = (1 << 31) - 1
 MAX_STR = 10_000
 KEY_CHARS = frozenset("0123456789abcdef")
 STATUSES = ("running", "completed", "failed")
@@ -97,7 +100,7 @@ def text(value: Any, field: str, *, required: bool = True, empty: bool = False, 
     return value
 
 
-def integer(value: Any, field: str, *, required: bool = True, low: int = 0, high: int = MAX_INT) -> Any:
+def integer(value: Any, field: str, *, required: bool = True, low: int = 0, high: int = MAX_ID) -> Any:
     if value is None and not required:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
@@ -116,12 +119,12 @@ def number(value: Any, field: str) -> float:
     return value
 
 
-def texts(value: Any, field: str, *, required: bool = False) -> list[str]:
+def texts(value: Any, field: str, *, required: bool = False, max_len: int = 255) -> list[str]:
     if value is None and not required:
         return []
-    if not isinstance(value, list):
-        raise bad(field, "must be a list of strings")
-    return [text(v, f"{field}.{i}") for i, v in enumerate(value)]
+    if not isinstance(value, list) or len(value) > 1000:
+        raise bad(field, "must be a list of at most 1000 strings")
+    return [text(v, f"{field}.{i}", max_len=max_len) for i, v in enumerate(value)]
 
 
 def ids(value: Any, field: str) -> list[int]:
@@ -189,7 +192,7 @@ def query_time(request: Request, name: str) -> float | None:
 
 def path_int(request: Request, name: str) -> int:
     value = int(request.path_params[name])
-    if value > MAX_INT:
+    if value > MAX_ID:
         raise NotFoundError(f"{name} {value} does not exist", field=name)
     return value
 
@@ -211,7 +214,7 @@ def stored_key(value: Any, field: str) -> str:
     Only a real content key (64 hex digits) is ever looked up in the blob store:
     :func:`is_content_key` is checked again on every read.
     """
-    key = str(text(value, field, max_len=200))
+    key = str(text(value, field, max_len=64))
     if not key.replace("_", "").replace("-", "").isalnum() or not key.isascii():
         raise bad(field, "a key is letters and digits (a content key is 64 lowercase hex digits)")
     return key
@@ -338,16 +341,16 @@ async def get_run(request: Request) -> Response:
 async def create_run(request: Request) -> Response:
     data = await body(request)
     args = dict(
-        kind=text(data.get("kind", "flow"), "kind", max_len=100),
-        code_hash=text(data.get("code_hash"), "code_hash", required=False, max_len=200),
+        kind=text(data.get("kind", "flow"), "kind", max_len=16),
+        code_hash=text(data.get("code_hash"), "code_hash", required=False, max_len=64),
         origin_run_id=integer(data.get("origin_run_id"), "origin_run_id", required=False),
-        executor=text(data.get("executor"), "executor", required=False, max_len=200),
+        executor=text(data.get("executor"), "executor", required=False, max_len=16),
         tags=texts(data.get("tags"), "tags"),
         system_tags=texts(data.get("system_tags"), "system_tags"),
         params=_params(data.get("params")),
     )
-    flow = text(data.get("flow_name"), "flow_name", max_len=500)
-    user = text(data.get("user", principal_name(request)), "user", max_len=500)
+    flow = text(data.get("flow_name"), "flow_name", max_len=255)
+    user = text(data.get("user", principal_name(request)), "user", max_len=255)
     if args["origin_run_id"] is not None:
         found(meta(request).get_run(args["origin_run_id"]), f"run {args['origin_run_id']}", "origin_run_id")
     if _takes_process(meta(request)):  # the client's process, so its run is reaped when that process dies
@@ -367,7 +370,7 @@ def _params(value: Any, field: str = "params") -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict):
         raise bad(field, "must be an object of name -> JSON value")
-    return {text(k, f"{field}.{k}", max_len=500): json_value(v, f"{field}.{k}") for k, v in value.items()}
+    return {text(k, f"{field}.{k}", max_len=255): json_value(v, f"{field}.{k}") for k, v in value.items()}
 
 
 async def _existing_run(request: Request) -> int:
@@ -452,12 +455,12 @@ async def log_metrics(request: Request) -> Response:
         if not isinstance(point, list) or len(point) != 5:
             raise bad(f"points.{i}", "must be [task_id, name, step, value, ts]")
         task_id, name, step, value, ts = point
-        if task_id is not None and (type(task_id) is not int or not 0 <= task_id <= MAX_INT):
+        if task_id is not None and (type(task_id) is not int or not 0 <= task_id <= MAX_ID):
             integer(task_id, f"points.{i}.task_id")
-        if type(name) is not str or not name or len(name) > 500:
-            text(name, f"points.{i}.name", max_len=500)
+        if type(name) is not str or not name or len(name) > 255:
+            text(name, f"points.{i}.name", max_len=255)
         if step is not None and (type(step) is not int or abs(step) > MAX_INT):
-            integer(step, f"points.{i}.step", low=-MAX_INT)
+            integer(step, f"points.{i}.step", low=-MAX_INT, high=MAX_INT)
         if type(value) is not float or not math.isfinite(value):
             value = number(value, f"points.{i}.value")
         if ts is None:
@@ -469,7 +472,7 @@ async def log_metrics(request: Request) -> Response:
         rows.append((run_id, task_id, name, step, value, ts))
     names = {row[2] for row in rows}
     for name in names:  # once per distinct name: strings the database cannot store
-        text(name, "points.name", max_len=500)
+        text(name, "points.name", max_len=255)
     tasks = {row[1] for row in rows if row[1] is not None}
     store = meta(request)
     for task_id in tasks:
@@ -514,6 +517,8 @@ def _stack(value: Any, field: str = "foreach_stack") -> list[list[Any]]:
         if not isinstance(frame, list) or len(frame) < 2:
             raise bad(f"{field}.{i}", "must be a list [step, index, ...]")
         out.append(json_value(frame, f"{field}.{i}"))
+    if len(foreach_key(out)) > 1024:
+        raise bad(field, "is too long (its position key is over 1024 characters)")
     return out
 
 
@@ -525,7 +530,7 @@ def _task_of_run(request: Request, task_id: int, field: str = "task_id") -> dict
 async def create_task(request: Request) -> Response:
     run_id = path_int(request, "run_id")  # a missing run: the database refuses it (409), as in the local store
     data = await body(request)
-    step = text(data.get("step"), "step", max_len=500)
+    step = text(data.get("step"), "step", max_len=255)
     stack = _stack(data.get("foreach_stack"))
     inputs = ids(data.get("input_paths", []), "input_paths")
     task_id = await write(meta(request).create_task, run_id, step, stack, inputs)
@@ -585,12 +590,12 @@ def _refs(value: Any, field: str = "artifacts") -> dict[str, ArtifactRef]:
     refs = {}
     for name, ref in value.items():
         where = f"{field}.{name}"
-        text(name, where, max_len=500)
+        text(name, where, max_len=255)
         if not isinstance(ref, dict):
             raise bad(where, "must be {key, codec, size}")
         key = stored_key(ref.get("key"), f"{where}.key")
-        refs[name] = ArtifactRef(key, text(ref.get("codec"), f"{where}.codec", max_len=100),
-                                 integer(ref.get("size"), f"{where}.size"))
+        refs[name] = ArtifactRef(key, text(ref.get("codec"), f"{where}.codec", max_len=16),
+                                 integer(ref.get("size"), f"{where}.size", high=MAX_INT))
     return refs
 
 
@@ -745,11 +750,11 @@ async def put_blob(request: Request) -> Response:
 
 # -- models ---------------------------------------------------------------------------------------------
 def _model(request: Request) -> str:
-    return str(text(request.path_params["name"], "name", max_len=500))
+    return str(text(request.path_params["name"], "name", max_len=255))
 
 
 def _alias(request: Request) -> str:
-    return str(text(request.path_params["alias"], "alias", max_len=500))
+    return str(text(request.path_params["alias"], "alias", max_len=255))
 
 
 @requires("reader")
@@ -771,8 +776,9 @@ async def model_version(request: Request) -> Response:
     return ok({"version": found(meta(request).model_version(name, version), what, "version")})
 
 
-VERSION_TEXT = ("artifact_name", "artifact_key", "codec", "dataset_hash", "code_version", "matinee_version",
-                "package_versions", "metrics", "tags", "description", "user_name")
+#: Optional text fields of a model version and their longest values (None: any length).
+VERSION_TEXT = {"artifact_name": 255, "codec": 16, "dataset_hash": 255, "code_version": 64, "matinee_version": 64,
+                "package_versions": None, "metrics": None, "tags": None, "description": None, "user_name": 255}
 
 
 @requires("writer")
@@ -780,12 +786,14 @@ async def add_model_version(request: Request) -> Response:
     name = _model(request)
     data = await body(request)
     fields: dict[str, Any] = {}
-    for column in ("run_id", "task_id", "size"):
+    for column in ("run_id", "task_id"):
         fields[column] = integer(data.get(column), column, required=False)
+    fields["size"] = integer(data.get("size"), "size", required=False, high=MAX_INT)
+    fields["artifact_key"] = stored_key(data.get("artifact_key"), "artifact_key")
     created = data.get("created_at")
     fields["created_at"] = None if created is None else number(created, "created_at")
-    for column in VERSION_TEXT:
-        fields[column] = text(data.get(column), column, required=False, empty=True, max_len=1 << 20)
+    for column, longest in VERSION_TEXT.items():
+        fields[column] = text(data.get(column), column, required=False, empty=True, max_len=longest or 1 << 20)
     if fields["run_id"] is not None:
         found(meta(request).get_run(fields["run_id"]), f"run {fields['run_id']}", "run_id")
     if fields["task_id"] is not None:
@@ -820,7 +828,7 @@ async def move_alias(request: Request) -> Response:
     action = data.get("action", "move")
     if action not in ("set", "move", "promote"):
         raise bad("action", "must be set, move or promote")
-    user = text(data.get("user", principal_name(request)), "user", max_len=500)
+    user = text(data.get("user", principal_name(request)), "user", max_len=255)
     target = f"{name}@{alias}"
     try:
         previous = await write(meta(request).move_alias, name, alias, version, action, user, expected)
@@ -849,7 +857,7 @@ async def delete_alias(request: Request) -> Response:
 async def rollback_alias(request: Request) -> Response:
     name, alias = _model(request), _alias(request)
     data = await body(request)
-    user = text(data.get("user", principal_name(request)), "user", max_len=500)
+    user = text(data.get("user", principal_name(request)), "user", max_len=255)
     target = f"{name}@{alias}"
     try:
         old, new = await write(meta(request).rollback_alias, name, alias, user)
@@ -878,7 +886,7 @@ async def list_experiments(request: Request) -> Response:
 async def get_experiment(request: Request) -> Response:
     from matinee.core.experiments.store import get_experiment as got
 
-    experiment = await run_in_threadpool(got, str(text(request.path_params["name"], "name", max_len=500)))
+    experiment = await run_in_threadpool(got, str(text(request.path_params["name"], "name", max_len=255)))
     return ok({"experiment": experiment.as_dict()})
 
 
@@ -886,7 +894,7 @@ async def get_experiment(request: Request) -> Response:
 async def experiment_analysis(request: Request) -> Response:
     from matinee.core.experiments.analysis import analyze
 
-    name = str(text(request.path_params["name"], "name", max_len=500))
+    name = str(text(request.path_params["name"], "name", max_len=255))
     sequential = request.query_params.get("sequential", "0") in ("1", "true")
     work = run_in_threadpool(analyze, name, _events_path(request), sequential=sequential)
     try:

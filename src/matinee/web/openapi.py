@@ -14,8 +14,12 @@ from typing import Any
 Schema = dict[str, Any]
 
 MAX_INT = (1 << 63) - 1
-ID: Schema = {"type": "integer", "minimum": 0, "maximum": MAX_INT}
-NAME: Schema = {"type": "string", "minLength": 1, "maxLength": 500}
+MAX_ID = (1 << 31) - 1
+ID: Schema = {"type": "integer", "minimum": 0, "maximum": MAX_ID}
+SIZE: Schema = {"type": "integer", "minimum": 0, "maximum": MAX_INT}
+NAME: Schema = {"type": "string", "minLength": 1, "maxLength": 255}
+STORED_KEY: Schema = {"type": "string", "pattern": "^[0-9A-Za-z_-]{1,64}$",
+                      "description": "a content key (64 hex digits) as recorded"}
 TEXT: Schema = {"type": ["string", "null"], "maxLength": 1_000_000}
 KEY: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 TIME: Schema = {"type": "number"}
@@ -59,8 +63,8 @@ COMPONENTS: dict[str, Schema] = {
                  "foreach_key": {"type": "string"}, "foreach_stack": {"type": "string"},
                  "input_paths": {"type": "string"}, "attempts": {"type": "integer"}}, ("id", "run_id", "step_name")),
     "Attempt": obj({"task_id": ID, "attempt": {"type": "integer"}, "status": {"type": "string"}}),
-    "ArtifactRef": obj({"key": KEY, "codec": {"type": "string", "minLength": 1, "maxLength": 100},
-                        "size": ID}, ("key", "codec", "size"), closed=True),
+    "ArtifactRef": obj({"key": STORED_KEY, "codec": {"type": "string", "minLength": 1, "maxLength": 16},
+                        "size": SIZE}, ("key", "codec", "size"), closed=True),
     "Metric": obj({"task_id": nullable(ID), "name": {"type": "string"}, "step": nullable({"type": "integer"}),
                    "value": {"type": ["number", "null"]}, "ts": TIME}, ("name", "value")),
     "ModelVersion": obj({"name": {"type": "string"}, "version": {"type": "integer"}, "run_id": nullable(ID),
@@ -127,7 +131,7 @@ def operation(summary: str, role: str | None, *, params: tuple[Schema, ...] = ()
 
 
 RUN, TASK, MODEL, ALIAS = p("run_id"), p("task_id"), p("name", NAME), p("alias", NAME)
-STRINGS: Schema = array({"type": "string", "minLength": 1, "maxLength": 500}, maxItems=100)
+STRINGS: Schema = array({"type": "string", "minLength": 1, "maxLength": 255}, maxItems=100)
 IDS: Schema = array(ID, maxItems=10_000)
 PARAMS: Schema = {"type": "object", "maxProperties": 100}
 POINT: Schema = {"type": "array", "prefixItems": [nullable(ID), NAME, nullable({"type": "integer"}),
@@ -140,11 +144,13 @@ def _paths() -> dict[str, dict[str, Schema]]:
     runs_answer = obj({"runs": array(ref("Run")), "total": {"type": "integer"}, "limit": {"type": ["integer", "null"]},
                        "offset": {"type": "integer"}}, ("runs", "total"))
     version_fields = obj({
-        "run_id": nullable(ID), "task_id": nullable(ID), "size": nullable(ID), "created_at": nullable(TIME),
-        **{c: TEXT for c in ("artifact_name", "artifact_key", "codec", "dataset_hash", "code_version",
-                              "matinee_version", "package_versions", "metrics", "tags", "description",
-                              "user_name")},
-    })
+        "run_id": nullable(ID), "task_id": nullable(ID), "size": nullable(SIZE), "created_at": nullable(TIME),
+        "artifact_key": STORED_KEY,
+        **{c: nullable({"type": "string", "maxLength": n}) for c, n in (
+            ("artifact_name", 255), ("codec", 16), ("dataset_hash", 255), ("code_version", 64),
+            ("matinee_version", 64), ("user_name", 255))},
+        **{c: TEXT for c in ("package_versions", "metrics", "tags", "description")},
+    }, ("artifact_key",))
     return {
         "/health": {"get": operation("Health", None, ok=answer(obj({"status": {"type": "string"},
                                                                        "version": {"type": "string"}})))},
@@ -163,8 +169,10 @@ def _paths() -> dict[str, dict[str, Schema]]:
                   "1: the store's list_runs (newest first; kind, before; no count)"),
                 q("kind", QSTR), q("before", ID)), ok=answer(runs_answer)),
             "post": operation("Create a run", "writer", body=obj({
-                "flow_name": NAME, "user": NAME, "kind": {"type": "string", "minLength": 1, "maxLength": 100},
-                "code_hash": TEXT, "origin_run_id": nullable(ID), "executor": TEXT, "tags": STRINGS,
+                "flow_name": NAME, "user": NAME, "kind": {"type": "string", "minLength": 1, "maxLength": 16},
+                "code_hash": nullable({"type": "string", "maxLength": 64}), "origin_run_id": nullable(ID),
+                "executor": nullable({"type": "string", "maxLength": 16}), "tags": STRINGS,
+                "pid": nullable(ID), "hostname": nullable(NAME),
                 "system_tags": STRINGS, "params": nullable(PARAMS)}, ("flow_name",)),
                 ok=answer(obj({"run_id": ID}, ("run_id",)), 201)),
         },
@@ -223,8 +231,8 @@ def _paths() -> dict[str, dict[str, Schema]]:
         },
         "/tasks/{task_id}/attempts/{attempt}/finish": {"post": operation(
             "Finish an attempt", "writer", params=(TASK, p("attempt")), body=obj(
-                {"status": STATUS, "exception": TEXT, "traceback": TEXT, "stdout_key": nullable(KEY),
-                 "stderr_key": nullable(KEY)}, ("status",)))},
+                {"status": STATUS, "exception": TEXT, "traceback": TEXT, "stdout_key": nullable(STORED_KEY),
+                 "stderr_key": nullable(STORED_KEY)}, ("status",)))},
         "/tasks/{task_id}/finish": {"post": operation("Finish a task", "writer", params=(TASK,), body=obj(
             {"status": STATUS, "transition": nullable({"type": "object"}),
              "artifacts": {"type": "object", "additionalProperties": ref("ArtifactRef"), "maxProperties": 50}},
@@ -236,7 +244,7 @@ def _paths() -> dict[str, dict[str, Schema]]:
             "head": operation("Whether a blob is stored", "reader", params=(p("key", KEY),),
                               ok={"200": {"description": "stored"}}),
             "put": operation("Upload a blob", "writer", params=(p("key", KEY),), raw_body=True,
-                             ok=answer(obj({"key": KEY, "size": ID, "created": {"type": "boolean"}}), 201)),
+                             ok=answer(obj({"key": KEY, "size": SIZE, "created": {"type": "boolean"}}), 201)),
         },
         "/blobs/{key}/claim": {"post": operation("Claim a blob", "writer", params=(p("key", KEY),),
                                                  ok=answer(obj({"key": KEY, "exists": {"type": "boolean"}})))},
