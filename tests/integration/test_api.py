@@ -17,15 +17,21 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _web_server import create_token, matinee_server, server_env
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from _web_server import create_token, matinee_server, server_env
 from matinee.config import load_settings
 from matinee.core.artifacts.hashing import content_key
 from matinee.core.artifacts.store import ArtifactStore
 from matinee.core.storage.remote import Client, RemoteBlobStore, RemoteMetadataStore, open_remote
-from matinee.errors import ConfigError, ConflictError, NotFoundError, NotSupportedError, ParameterError
+from matinee.errors import (
+    ConfigError,
+    ConflictError,
+    NotFoundError,
+    NotSupportedError,
+    ParameterError,
+)
 from matinee.web import api
 from matinee.web.app import create_app
 from matinee.web.openapi import document
@@ -434,5 +440,5 @@ def test_an_unreachable_server_is_one_clear_error() -> None:
 def test_the_json_limit_is_the_apps(client: TestClient) -> None:
     from matinee.web.app import json_body_limit
 
-    assert api.MAX_JSON_BYTES == json_body_limit()
+    assert json_body_limit() == api.MAX_JSON_BYTES
     assert json.loads(client.get("/api/v1/health").text)["status"] == "ok"
