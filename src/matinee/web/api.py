@@ -825,9 +825,10 @@ async def move_alias(request: Request) -> Response:
     data = await body(request)
     version = integer(data.get("version"), "version", low=1)
     expected = integer(data.get("expected"), "expected", required=False, low=1)
-    action = data.get("action", "move")
-    if action not in ("set", "move", "promote"):
-        raise bad("action", "must be set, move or promote")
+    action = text(data.get("action", "move"), "action", max_len=16)
+    if not action.isascii() or not action.replace("_", "").isalpha() or action != action.lower() \
+            or action in ("rollback", "delete"):
+        raise bad("action", "must be a lowercase word (set, move, promote, ...); rollback and delete have routes")
     user = text(data.get("user", principal_name(request)), "user", max_len=255)
     target = f"{name}@{alias}"
     try:

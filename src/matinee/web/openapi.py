@@ -266,7 +266,7 @@ def _paths() -> dict[str, dict[str, Schema]]:
             "put": operation("Move an alias", "admin", params=(MODEL, ALIAS), body=obj(
                 {"version": {"type": "integer", "minimum": 1, "maximum": MAX_INT},
                  "expected": nullable({"type": "integer", "minimum": 1, "maximum": MAX_INT}),
-                 "action": {"type": "string", "enum": ["set", "move", "promote"]}, "user": NAME}, ("version",)),
+                 "action": {"type": "string", "pattern": "^[a-z_]{1,16}$", "not": {"enum": ["rollback", "delete"]}}, "user": NAME}, ("version",)),
                 ok=answer(obj({"previous": nullable({"type": "integer"})}))),
             "delete": operation("Delete an alias", "admin", params=(MODEL, ALIAS, q("user", QSTR))),
         },
