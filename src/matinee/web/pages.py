@@ -227,9 +227,14 @@ def _run_detail(store: Store, text: str) -> dict[str, Any]:
     artifacts: list[dict[str, Any]] = []
     logs: list[dict[str, Any]] = []
     previews = 0
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
     for task in shown:
         for name, ref in meta.task_artifacts(task["id"]).items():
-            item: dict[str, Any] = {"task": task, "name": name, "codec": ref.codec, "size": ref.size}
+            if (name, ref.key) in seen:  # the same value passed on to a later task: listed once
+                seen[(name, ref.key)]["also"] += 1
+                continue
+            item: dict[str, Any] = {"task": task, "name": name, "codec": ref.codec, "size": ref.size, "also": 0}
+            seen[(name, ref.key)] = item
             if previews < MAX_PREVIEWS:
                 item["preview"] = preview(store.artifacts.blobs, ArtifactRef(*ref))
                 previews += 1

@@ -159,7 +159,7 @@ def _pickle(blobs: BlobStore, ref: ArtifactRef) -> dict[str, Any]:
     kind = type(value).__name__
     if isinstance(value, (int, float, bool, str, bytes, complex)) or value is None:
         return {"kind": "value", "summary": kind, "text": _clip(repr(value))}
-    size = f", {len(value)} items" if hasattr(value, "__len__") else ""
+    size = f", {len(value)} item{'' if len(value) == 1 else 's'}" if hasattr(value, "__len__") else ""
     return {"kind": "value", "summary": f"{kind}{size}", "text": _clip(repr(value))}
 
 
