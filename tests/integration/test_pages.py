@@ -254,7 +254,8 @@ def test_run_page_shows_params_tags_artifacts_logs_and_charts(client: TestClient
     assert "Python object (__main__.Opaque)" in page and "loading it would run its code" in page
     assert "hello from start &lt;b&gt;bold&lt;/b&gt;" in page
     series = json.loads(re.search(r'<script type="application/json" id="metric-series">(.*?)</script>', page).group(1))
-    assert series["loss"]["x"] == [0, 1, 2, 3, 4] and len(series["auc"]["y"]) == 1
+    assert series["loss"]["x"] == [0, 1, 2, 3, 4] and "auc" not in series  # one value: in the table, not charted
+    assert "<th>auc</th>" in page
 
 
 def test_user_strings_render_escaped(client: TestClient, model: str, events: Path) -> None:

@@ -253,7 +253,7 @@ def _run_detail(store: Store, text: str) -> dict[str, Any]:
         "run": run, "params": meta.run_params(run["id"]), "tags": [t["tag"] for t in tags if not t["system"]],
         "system_tags": [t["tag"] for t in tags if t["system"]], "tasks": shown, "more_tasks": len(tasks) - len(shown),
         "graph_svg": Markup(to_svg(graph)), "graph": graph, "artifacts": artifacts, "logs": logs,
-        "series": _series(store, run["id"]), "latest": meta.latest_metrics([run["id"]]).get(run["id"], {}),
+        "series": {n: v for n, v in _series(store, run["id"]).items() if len(v["x"]) > 1}, "latest": meta.latest_metrics([run["id"]]).get(run["id"], {}),
         "unpreviewed": max(0, len(artifacts) - MAX_PREVIEWS),
     }
 
@@ -300,6 +300,7 @@ def _compare(store: Store, ids: list[int]) -> dict[str, Any]:
     for run in runs:
         for name, points in _series(store, run["id"]).items():
             series.setdefault(name, {})[f"{run['flow_name']}/{run['id']}"] = points
+    series = {n: by_run for n, by_run in series.items() if any(len(v["x"]) > 1 for v in by_run.values())}
     differs = {n for n in names if len({json.dumps(params[r["id"]].get(n), sort_keys=True, default=str)
                                         for r in runs}) > 1}
     return {"runs": runs, "params": params, "param_names": names, "differs": differs, "latest": latest,
