@@ -321,7 +321,8 @@ def test_sufficient_roles_get_2xx_for_well_formed_requests(
     assert not wrong, "\n".join(wrong)
     moves = [r for r in audit_rows(data.home) if r["action"].startswith("alias.")]
     assert {(r["action"], r["actor"], r["outcome"]) for r in moves} >= {
-        ("alias.move", "admin", "ok"), ("alias.rollback", "admin", "ok")}
+        ("alias.move", "admin", "ok"), ("alias.rollback", "admin", "ok"), ("alias.delete", "admin", "ok"),
+        ("alias.promote", "admin", "ok")}
 
 
 def test_every_alias_move_by_an_admin_is_audited(seeded: tuple[Seeded, WebServer, list[Endpoint]]) -> None:
