@@ -393,6 +393,7 @@ def test_events_page_filters(client: TestClient, events: Path) -> None:
     assert rows[0] == "d39"  # newest first
     feedback = client.get("/events", params={"kind": "feedback", "unit": "m0"}).text
     assert re.findall(r"<code>(d\d+)</code>", feedback) == ["d21", "d0"]
+    assert re.findall(r"<code>(d\d+)</code>", client.get("/events?kind=feedback&decision=d21").text) == ["d21"]
     assert client.get("/events?kind=gossip").status_code == 400
     assert client.get("/events?limit=0").status_code == 400
 
@@ -491,3 +492,79 @@ def test_runs_page_stays_fast_with_10k_runs_and_20_metrics(home: Path) -> None:
         top = c.get("/runs?sort=metric:m07").text
     values = [float(v) for v in re.findall(r'data-metric="m07">([0-9.]+)<', top)]
     assert values == sorted(values, reverse=True) and len(values) == 50
+
+
+# -- a failed run, and previews that must not load much ---------------------------------------------------
+def test_failed_run_shows_where_it_stopped(home: Path, write_flow: Any, run_flow: Any) -> None:
+    from matinee.web.app import create_app
+
+    flow = write_flow("""
+        from matinee import FlowSpec, step
+
+
+        class Breaks(FlowSpec):
+            @step
+            def start(self):
+                self.fail = True
+                self.next(self.a, self.b)
+
+            @step
+            def a(self):
+                self.next(self.join)
+
+            @step
+            def b(self):
+                print("about to fail")
+                if self.fail:
+                    raise ValueError("b <broke>")
+                self.next(self.join)
+
+            @step
+            def join(self, inputs):
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+
+
+        if __name__ == "__main__":
+            Breaks()
+    """)
+    done = run_flow(flow, "run")
+    assert done.returncode != 0
+    with TestClient(create_app(), base_url="http://127.0.0.1") as c:
+        page = _main(c.get("/runs/1"))
+    svg = page[page.index("<svg"):page.index("</svg>")]
+    assert re.search(r'class="step status-failed" data-step="b"', svg)
+    assert re.search(r'class="step status-completed" data-step="a"', svg)
+    assert re.search(r'class="step status-pending" data-step="join"', svg)  # planned, never reached
+    assert "ValueError" in page and "b &lt;broke&gt;" in page and "about to fail" in page
+    assert "<broke>" not in page
+
+
+def test_previews_of_large_values_read_little(home: Path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from matinee.web.previews import TABLE_BYTES, preview
+
+    artifacts = open_store().artifacts
+    big_array = artifacts.save(np.zeros((1000, 400), dtype=np.float64))  # 3.2 MB: shape and dtype only
+    shown = preview(artifacts.blobs, big_array)
+    assert shown["summary"] == "array (1000, 400) float64" and "text" not in shown
+    small = preview(artifacts.blobs, artifacts.save(np.arange(5)))
+    assert small["text"] == "[0, 1, 2, 3, 4]"
+    frame = pd.DataFrame({"a": np.arange(1_200_000, dtype=np.int64), "b": np.ones(1_200_000)})
+    big_table = artifacts.save(frame)
+    assert big_table.size > TABLE_BYTES
+    shown = preview(artifacts.blobs, big_table)
+    assert shown["kind"] == "table" and shown["columns"][:2] == ["a: int64", "b: double"]
+    assert len(shown["rows"]) == 8 and "first rows" in shown["note"]
+    large_pickle = preview(artifacts.blobs, artifacts.save(list(range(100_000))))
+    assert "too large to preview" in large_pickle["summary"]
+    assert preview(artifacts.blobs, artifacts.save({"a": [1, 2]}))["text"] == "{'a': [1, 2]}"
+    import datetime
+
+    refused = preview(artifacts.blobs, artifacts.save(datetime.date(2026, 1, 1)))
+    assert refused["kind"] == "object" and "datetime.date" in refused["summary"]

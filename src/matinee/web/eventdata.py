@@ -18,7 +18,8 @@ from matinee.errors import ParameterError, StorageError
 __all__ = ["EVENT_FILTERS", "log_path", "recent_events", "reward_summary"]
 
 #: Filters of the events page: query parameter -> column.
-EVENT_FILTERS = {"endpoint": "d.endpoint", "model": "d.model", "arm": "d.arm", "unit": "d.unit_id"}
+EVENT_FILTERS = {"endpoint": "d.endpoint", "model": "d.model", "arm": "d.arm", "unit": "d.unit_id",
+                 "decision": "d.decision_id"}
 #: Time buckets of the reward chart.
 BUCKETS = 30
 
