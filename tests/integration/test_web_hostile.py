@@ -401,7 +401,7 @@ def test_security_headers_on_pages_api_and_errors(hostile: tuple[Seeded, WebServ
         assert csp.get("frame-ancestors") == ["'none'"], path
         assert response.headers["x-frame-options"] == "DENY", path
         assert response.headers["x-content-type-options"] == "nosniff", path
-        assert response.headers.get("referrer-policy") == "no-referrer", path
+        assert response.headers.get("referrer-policy") == "same-origin", path
         if no_store:
             assert response.headers.get("cache-control") == "no-store", path
         else:
@@ -453,3 +453,62 @@ def test_cross_origin_writes_are_refused(hostile: tuple[Seeded, WebServer, str])
         same = client.post("/api/v1/runs", json=body, headers={"origin": server.url})
         assert same.status_code == 201
         assert client.get("/api/v1/runs", params={"flow": "CrossOrigin"}).json()["total"] == 1
+
+
+# -- redirects, headers and secrets ------------------------------------------------------------------------------
+OFFSITE = ["//evil.example", "https://evil.example/", "/\\evil.example", "\\\\evil.example", "javascript:alert(1)",
+           "/\t/evil.example", "/\n/evil.example", " //evil.example", "/%2F/evil.example", "http:evil.example",
+           "//evil.example/%2e%2e", "/.//evil.example"]
+
+
+@pytest.mark.parametrize("target", OFFSITE)
+def test_login_never_redirects_off_site(hostile: tuple[Seeded, WebServer, str], target: str) -> None:
+    data, server, _ = hostile
+    with httpx.Client(base_url=server.url, timeout=30, follow_redirects=False) as browser:
+        form = browser.get("/login", params={"next": target})
+        assert form.status_code == 200
+        done = browser.post("/login", data={"token": data.tokens["reader"], "next": target})
+    assert done.status_code == 303
+    location = done.headers["location"]
+    squeezed = "".join(c for c in location if c not in "\t\r\n ")
+    assert squeezed.startswith("/") and not squeezed.startswith(("//", "/\\")), location
+    assert "evil.example" not in location.split("?")[0][:2]
+
+
+def test_artifact_names_cannot_inject_headers(hostile: tuple[Seeded, WebServer, str]) -> None:
+    """A writer names an artifact with quotes and CRLF: the download's Content-Disposition stays one header."""
+    data, server, _ = hostile
+    writer = auth(data, "writer")
+    name = 'x"\r\nSet-Cookie: pwned=1\r\nX-Evil: "1'
+    with httpx.Client(base_url=server.url, headers=writer, timeout=30) as client:
+        run = client.post("/api/v1/runs", json={"flow_name": "Named"}).json()["run_id"]
+        task = client.post(f"/api/v1/runs/{run}/tasks", json={"step": "start"}).json()["task_id"]
+        ref = {"key": data.blob_key, "codec": "bytes", "size": len(data.blob_bytes)}
+        finished = client.post(f"/api/v1/tasks/{task}/finish", json={"status": "completed", "artifacts": {name: ref}})
+        if finished.status_code == 400:  # refusing such a name at the door is fine too
+            assert finished.json()["field"].startswith("artifacts")
+            return
+        assert finished.status_code == 200, finished.text
+    status, response = raw_request(server.url, "GET", f"/api/v1/runs/{run}/tasks/{task}/artifacts/"
+                                   f"{quote(name, safe='')}/download", auth(data, "reader"))
+    head = response.split(b"\r\n\r\n", 1)[0].lower()
+    assert status == 200 and data.blob_bytes in response
+    lines = head.split(b"\r\n")
+    assert not [line for line in lines if line.startswith((b"set-cookie: pwned", b"x-evil"))], head
+    disposition = [line for line in head.split(b"\r\n") if line.startswith(b"content-disposition")]
+    assert len(disposition) == 1 and disposition[0].count(b'"') == 2
+
+
+def test_token_secrets_never_reach_logs_or_the_audit_log(hostile: tuple[Seeded, WebServer, str]) -> None:
+    data, server, _ = hostile
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for token in data.tokens.values():
+            client.get("/api/v1/tokens", headers={"authorization": f"Bearer {token}"})
+            client.post("/login", data={"token": token, "next": "/runs"})
+        client.cookies.clear()  # the logins above left a session: a token in the URL is not a credential
+        assert client.get("/api/v1/runs", params={"token": data.tokens["admin"]}).status_code == 401
+        entries = client.get("/api/v1/audit?limit=1000", headers=auth(data)).text
+    secrets = [t.split("_", 2)[2] for t in data.tokens.values() if t.startswith("mt_")]
+    for text in (entries, server.log()):
+        for secret in secrets:
+            assert secret not in text
