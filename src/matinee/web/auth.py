@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -269,13 +270,13 @@ async def _csrf_ok(request: Request) -> bool:
     if not expected:
         return False
     given = request.headers.get("x-csrf-token")
-    if given is None and request.headers.get("content-type", "").startswith(
-        ("application/x-www-form-urlencoded", "multipart/form-data")
-    ):
-        form = await request.form()
-        field = form.get("csrf")
-        given = field if isinstance(field, str) else None
-    return given is not None and hmac.compare_digest(given, expected)
+    if given is None and request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        # the dashboard's forms are urlencoded; the body stays cached for the handler to read again
+        body = await request.body()
+        if len(body) <= 1 << 20:
+            fields = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+            given = fields.get("csrf")
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
 def _auth(request: Request) -> Auth:
