@@ -365,3 +365,26 @@ def test_csrf_form_field(meta: MetadataStore, auth: Auth) -> None:
     assert client.post("/page", data={"other": "1"}).status_code == 403
     assert client.post("/page", files={"f": b"x"}, data={"csrf": "c" * 32}).status_code == 403
     assert client.post("/page", files={"f": b"x"}, headers={"X-CSRF-Token": "c" * 32}).status_code == 200
+
+
+def test_authorization_header_forms(meta: MetadataStore, auth: Auth) -> None:
+    reader, _ = create_token(meta, "rd", "reader", "tester")
+    client = TestClient(_app(meta), base_url="http://127.0.0.1")
+    for header, status in [(f"Bearer {reader}", 200), (f"bearer {reader}", 200), (f"BEARER {reader}", 200),
+                           (f"Bearer  {reader} ", 200), ("Bearer", 401), ("Bearer ", 401), (f"Token {reader}", 401),
+                           (reader, 401), ("Basic dXNlcjpwYXNz", 401), (f"Bearer {reader}, Bearer {reader}", 401),
+                           (f"Bearer {reader}x", 401), (f"Bearer {reader[:-1]}", 401)]:
+        assert client.get("/api/v1/r", headers={"authorization": header}).status_code == status, header
+    # a wrong header is not rescued by a good session cookie, nor by a token in the URL
+    session, _ = auth.session_value(auth.verify(reader))
+    client.cookies.set(SESSION_COOKIE, session)
+    assert client.get("/api/v1/r").status_code == 200
+    assert client.get("/api/v1/r", headers={"authorization": "Bearer nope"}).status_code == 401
+    client.cookies.clear()
+    assert client.get("/api/v1/r", params={"token": reader}).status_code == 401
+
+
+def test_a_wrong_token_is_refused_even_with_access_control_off(meta: MetadataStore) -> None:
+    client = TestClient(_app(meta), base_url="http://127.0.0.1")
+    assert client.get("/api/v1/r").json() == {"who": "local"}
+    assert client.get("/api/v1/r", headers={"authorization": "Bearer mt_000000000000_" + "A" * 43}).status_code == 401
