@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
-from _web_helpers import MODEL, Seeded, WebServer, seed
+from _web_helpers import MODEL, Seeded, WebServer, audit_rows, seed
 
 from matinee.core.artifacts.hashing import ContentHasher
 
@@ -512,3 +512,14 @@ def test_token_secrets_never_reach_logs_or_the_audit_log(hostile: tuple[Seeded, 
     for text in (entries, server.log()):
         for secret in secrets:
             assert secret not in text
+
+
+def test_cross_origin_refusals_are_audited(hostile: tuple[Seeded, WebServer, str]) -> None:
+    """A write from another origin is a denial like any other: it is in the audit log."""
+    data, server, _ = hostile
+    marker = f"/api/v1/runs/{data.run_id}/tags"
+    refused = httpx.post(server.url + marker, json={"add": ["x"]},
+                         headers={**auth(data, "writer"), "origin": "http://evil.example"})
+    assert refused.status_code == 403
+    rows = [r for r in audit_rows(data.home, 200) if r["outcome"] == "denied" and r["target"] == marker]
+    assert rows and rows[0]["status"] == 403, rows[:3]
