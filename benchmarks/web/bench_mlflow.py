@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     out = {name: measure(call, args.repeat, args.warmup) for name, call in cases.items()}
     import mlflow
 
-    out["_version"] = {"mlflow": mlflow.__version__}  # type: ignore[assignment]
+    out["_version"] = {"mlflow": mlflow.__version__}
     json.dump(out, sys.stdout)
 
 

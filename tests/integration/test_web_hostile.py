@@ -64,7 +64,7 @@ def raw_request(url: str, method: str, target: str, headers: dict[str, str] | No
     headers = {"Content-Length": str(len(body)), **(headers or {})}
     lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}", "Connection: close",
              *[f"{k}: {v}" for k, v in headers.items()]]
-    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+    with socket.create_connection((parts.hostname, parts.port or 80), timeout=30) as sock:
         sock.sendall("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body)
         chunks = []
         while chunk := sock.recv(65536):
@@ -425,7 +425,7 @@ def test_a_server_without_tokens_answers_only_loopback_host_names(tmp_path: Path
 def _with_host(url: str, path: str, host: str, method: str = "GET") -> tuple[int, bytes]:
     parts = urlsplit(url)
     request = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+    with socket.create_connection((parts.hostname, parts.port or 80), timeout=30) as sock:
         sock.sendall(request.encode())
         chunks = []
         while chunk := sock.recv(65536):
