@@ -76,10 +76,17 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def _first_line(process: subprocess.Popen[str], timeout: float = 30) -> str:
+    """The server's first line; the rest of its output is read (and dropped) so its pipe never fills."""
     lines: queue.Queue[str] = queue.Queue()
     assert process.stdout is not None
     stdout = process.stdout
-    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+
+    def drain() -> None:
+        for i, line in enumerate(stdout):
+            if i == 0:
+                lines.put(line)
+
+    threading.Thread(target=drain, daemon=True).start()
     try:
         return lines.get(timeout=timeout)
     except queue.Empty:
