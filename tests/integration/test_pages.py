@@ -385,6 +385,9 @@ def test_bandits_page_summarises_reward_per_policy(client: TestClient, events: P
     total = sum(p["reward"] * p["decisions"] for p in data["policies"] if p["model"] == "art")
     assert total == pytest.approx(14)  # every third decision played
     assert all(p["low"] <= p["reward"] <= p["high"] for p in data["policies"])
+    only = client.get("/bandits?endpoint=recs").text
+    assert "art@champion" not in only and "No decisions" not in only
+    assert "No decisions in the event log for endpoint nowhere" in client.get("/bandits?endpoint=nowhere").text
 
 
 def test_events_page_filters(client: TestClient, events: Path) -> None:

@@ -88,7 +88,7 @@ def _short_json(text: str, n: int = 160) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def reward_summary(path: Path, since: float | None = None) -> dict[str, Any] | None:
+def reward_summary(path: Path, since: float | None = None, endpoint: str | None = None) -> dict[str, Any] | None:
     """Reward per policy (model and arm) over time, from decisions joined with their feedback.
 
     Returns
@@ -100,7 +100,15 @@ def reward_summary(path: Path, since: float | None = None) -> dict[str, Any] | N
         and ``series`` (per policy: bucket end times, mean reward per bucket and
         cumulative mean).
     """
-    window, args = ("", []) if since is None else (" WHERE d.ts >= ?", [float(since)])
+    clauses: list[str] = []
+    args: list[Any] = []
+    if since is not None:
+        clauses.append("d.ts >= ?")
+        args.append(float(since))
+    if endpoint:
+        clauses.append("d.endpoint = ?")
+        args.append(endpoint)
+    window = (" WHERE " + " AND ".join(clauses)) if clauses else ""
     span = _rows(path, f"SELECT MIN(d.ts) AS first, MAX(d.ts) AS last, COUNT(*) AS n FROM decisions d{window}", args)
     if not span or not span[0]["n"]:
         return None

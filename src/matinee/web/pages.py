@@ -445,10 +445,10 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _bandits(store: Store, since: float | None) -> dict[str, Any] | None:
+def _bandits(store: Store, since: float | None, endpoint: str | None) -> dict[str, Any] | None:
     from matinee.web.eventdata import log_path, reward_summary
 
-    summary = reward_summary(log_path(store.settings.home), since)
+    summary = reward_summary(log_path(store.settings.home), since, endpoint)
     if summary is None:
         return None
     for policy in summary["policies"]:
@@ -469,10 +469,12 @@ async def bandits_page(request: Request) -> Response:
     from matinee.web.eventdata import log_path
 
     since = parse_time(request.query_params.get("since") or None, "since")
+    endpoint = (request.query_params.get("endpoint") or "").strip() or None
     store = _store(request)
-    summary = await run_in_threadpool(_bandits, store, since)
+    summary = await run_in_threadpool(_bandits, store, since, endpoint)
     return render(request, "bandits.html", summary=summary, chart=_clean(summary),
-                  log=str(log_path(store.settings.home)), since=request.query_params.get("since") or "")
+                  log=str(log_path(store.settings.home)), since=request.query_params.get("since") or "",
+                  endpoint=endpoint or "")
 
 
 @requires("reader")
