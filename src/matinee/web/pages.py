@@ -427,7 +427,11 @@ async def experiment_page(request: Request) -> Response:
     metric_names = [] if analysis is None else [m for m in (experiment.primary_metric, *experiment.guardrails)]
     chart = None
     if analysis is not None:
-        chart = {"arms": [a["arm"] for a in arms],
+        primary = experiment.primary_metric
+        chart = {"metric": primary,
+                 "arms": [{"arm": a["arm"], "value": a.get(primary), "low": a.get("take_rate_low") if primary ==
+                           "take_rate" else None, "high": a.get("take_rate_high") if primary == "take_rate" else None}
+                          for a in arms],
                  "effects": [{"label": f"{e['treatment']} vs {e['control']}: {e['metric']}", "diff": e["diff"],
                               "low": e["diff_low"], "high": e["diff_high"]} for e in analysis.effects]}
     return render(request, "experiment.html", experiment=experiment, analysis=analysis, empty=empty, arms=arms,

@@ -63,9 +63,23 @@
                  arrayminus: e.map(function (d) { return d.diff - d.low; }) }
     };
     window.Plotly.newPlot(el, [trace], layout("Effect of each treatment (difference with its interval)", {
-      height: 120 + 40 * e.length, margin: { l: 260, r: 16, t: 40, b: 40 },
+      height: 120 + 40 * e.length, margin: { l: 200, r: 24, t: 40, b: 40 },
       shapes: [{ type: "line", x0: 0, x1: 0, yref: "paper", y0: 0, y1: 1, line: { color: "#999", dash: "dot" } }]
     }), CONFIG);
+  }
+
+  function armsChart(el) {
+    var data = readJson(el.dataset.arms);
+    if (!data || !data.arms.length) { return; }
+    var a = data.arms;
+    var trace = {
+      type: "bar", x: a.map(function (d) { return d.arm; }), y: a.map(function (d) { return d.value; }),
+      marker: { color: a.map(function (d, i) { return COLORS[i % COLORS.length]; }) },
+      error_y: { type: "data", symmetric: false, visible: a.some(function (d) { return d.low !== null; }),
+                 array: a.map(function (d) { return d.high === null ? 0 : d.high - d.value; }),
+                 arrayminus: a.map(function (d) { return d.low === null ? 0 : d.value - d.low; }) }
+    };
+    window.Plotly.newPlot(el, [trace], layout(data.metric + " per arm (95% interval where it applies)", { height: 300 }), CONFIG);
   }
 
   function banditCharts(el) {
@@ -117,6 +131,7 @@
     if (!window.Plotly) { return; }
     document.querySelectorAll(".charts[data-series]").forEach(metricCharts);
     document.querySelectorAll(".chart[data-effects]").forEach(effectsChart);
+    document.querySelectorAll(".chart[data-arms]").forEach(armsChart);
     document.querySelectorAll(".chart[data-bandits]").forEach(banditCharts);
   }
 
