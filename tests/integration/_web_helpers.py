@@ -92,6 +92,7 @@ def seed(home: Path, *, tokens: bool = True, tags: tuple[str, ...] = ("nightly",
         meta.add_model_version(MODEL, fields)
         meta.add_model_version(MODEL, fields)
         meta.move_alias(MODEL, ALIAS, 1, "set", "tester")
+        meta.move_alias(MODEL, "challenger", 2, "set", "tester")
         blob = artifacts.save_bytes(b"the blob's own bytes")
         seeded = Seeded(home, run_id, task_id, "model", blob.key, b"the blob's own bytes")
         if tokens:

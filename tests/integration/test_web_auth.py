@@ -84,7 +84,7 @@ def concrete(template: str, seeded: Seeded) -> str:
     elif template.startswith("/static/"):
         values["name"] = "app.js"
     else:
-        values["name"] = "no-such-experiment"
+        values["name"] = "matrix-exp"  # an experiment
     path = re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: str(values[m.group(1)]), template)
     assert "{" not in path, template
     return path + ("?runs=" + str(seeded.run_id) if template == "/compare" else "")
@@ -100,6 +100,8 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Seeded, W
     data.tokens["expired"] = created["token"]
     session = json.loads(cli(home, "tokens", "create", "--name", "browser", "--role", "admin", "--json").stdout)
     data.tokens["browser"] = session["token"]
+    cli(home, "experiments", "create", "matrix-exp", "--arm", f"{MODEL}@champion", "--arm", f"{MODEL}@challenger")
+    cli(home, "experiments", "start", "matrix-exp")
     forms = json.loads(cli(home, "tokens", "create", "--name", "forms", "--role", "admin", "--json").stdout)
     data.tokens["forms"] = forms["token"]
     routes = endpoints(home.parent / "listing")
@@ -282,8 +284,8 @@ def test_sufficient_roles_get_2xx_for_well_formed_requests(
     add("DELETE", "/api/v1/models/{name}/aliases/{alias}", f"/api/v1/models/{MODEL}/aliases/history")
     add("GET", "/api/v1/models/{name}/history")
     add("GET", "/api/v1/experiments")
-    add("GET", "/api/v1/experiments/{name}", expect=(404,))
-    add("GET", "/api/v1/experiments/{name}/analysis", expect=(404,))
+    add("GET", "/api/v1/experiments/{name}")
+    add("GET", "/api/v1/experiments/{name}/analysis", expect=(404,))  # started, but no exposures logged yet
     add("GET", "/api/v1/events")
     add("GET", "/api/v1/tokens")
     add("POST", "/api/v1/tokens", expect=(201,), json={"name": "made-by-api", "role": "reader", "expires": "1d"})
@@ -293,7 +295,7 @@ def test_sufficient_roles_get_2xx_for_well_formed_requests(
                  "/bandits", "/events", "/login", "/static/{name}"):
         path = concrete(page, data) + (f"&runs={other}" if page == "/compare" else "")
         add("GET", page, path, expect=(200, 302, 303, 307) if page == "/" else (200,))
-    add("GET", "/experiments/{name}", expect=(404,))
+    add("GET", "/experiments/{name}")
     add("POST", "/models/{name}/promote", expect=(303,), data={"alias": "staging", "version": "2"})
     recipes[("POST", "/models/{name}/promote-again")] = (f"/models/{MODEL}/promote",
                                                          {"data": {"alias": "staging", "version": "1"}}, (303,))
