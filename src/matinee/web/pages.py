@@ -96,7 +96,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     query = dict(request.query_params)
 
     def qs(**changes: Any) -> str:
-        merged = {**query, **{k: v for k, v in changes.items()}}
+        merged = {**query, **changes}
         return "?" + urlencode({k: v for k, v in merged.items() if v not in (None, "")})
 
     html = _environment().get_template(template).render(
@@ -122,7 +122,7 @@ def _store(request: Request) -> Store:
 
 def _is_admin(request: Request) -> bool:
     principal = getattr(request.state, "principal", None)
-    return principal is not None and principal.role == "admin"
+    return principal is not None and bool(principal.can("admin"))
 
 
 async def _form(request: Request) -> dict[str, str]:
