@@ -781,6 +781,25 @@ VERSION_TEXT = {"artifact_name": 255, "codec": 16, "dataset_hash": 255, "code_ve
                 "package_versions": None, "metrics": None, "tags": None, "description": None, "user_name": 255}
 
 
+def _json_text(value: str | None, field: str, kind: type) -> None:
+    """A JSON-encoded field of a model version (``metrics``, ``tags``, ...) must decode, to the right kind."""
+    if value is None:
+        return
+    try:
+        decoded = json.loads(value, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise bad(field, f"must be JSON text (a {kind.__name__})") from None
+    if not isinstance(decoded, kind):
+        raise bad(field, f"must be JSON text of a {kind.__name__}")
+    if field == "metrics" and not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                      for v in decoded.values()):
+        raise bad(field, "must map names to numbers")
+    if field == "tags" and not all(isinstance(t, str) for t in decoded):
+        raise bad(field, "must be a list of strings")
+    if field == "package_versions" and not all(isinstance(v, str) for v in decoded.values()):
+        raise bad(field, "must map package names to version strings")
+
+
 @requires("writer")
 async def add_model_version(request: Request) -> Response:
     name = _model(request)
@@ -794,6 +813,8 @@ async def add_model_version(request: Request) -> Response:
     fields["created_at"] = None if created is None else number(created, "created_at")
     for column, longest in VERSION_TEXT.items():
         fields[column] = text(data.get(column), column, required=False, empty=True, max_len=longest or 1 << 20)
+    for column, kind in (("metrics", dict), ("tags", list), ("package_versions", dict)):
+        _json_text(fields[column], column, kind)
     if fields["run_id"] is not None:
         found(meta(request).get_run(fields["run_id"]), f"run {fields['run_id']}", "run_id")
     if fields["task_id"] is not None:
