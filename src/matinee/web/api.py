@@ -786,18 +786,19 @@ def _json_text(value: str | None, field: str, kind: type) -> None:
     if value is None:
         return
     try:
-        decoded = json.loads(value, parse_constant=_no_constant)
+        decoded: Any = json.loads(value, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise bad(field, f"must be JSON text (a {kind.__name__})") from None
     if not isinstance(decoded, kind):
         raise bad(field, f"must be JSON text of a {kind.__name__}")
-    if field == "metrics" and not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                      for v in decoded.values()):
-        raise bad(field, "must map names to numbers")
-    if field == "tags" and not all(isinstance(t, str) for t in decoded):
+    if isinstance(decoded, dict):
+        values = list(decoded.values())
+        if field == "metrics" and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise bad(field, "must map names to numbers")
+        if field == "package_versions" and not all(isinstance(v, str) for v in values):
+            raise bad(field, "must map package names to version strings")
+    elif isinstance(decoded, list) and not all(isinstance(t, str) for t in decoded):
         raise bad(field, "must be a list of strings")
-    if field == "package_versions" and not all(isinstance(v, str) for v in decoded.values()):
-        raise bad(field, "must map package names to version strings")
 
 
 @requires("writer")
