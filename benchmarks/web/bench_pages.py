@@ -143,6 +143,8 @@ def explain(home: Path, metric: str) -> str:
                                    " AND lm.name = ? WHERE 1 = 1 ORDER BY lm.value DESC, r.id DESC LIMIT 10",
         "top 10 by metric (count)": "SELECT COUNT(*) FROM runs r JOIN latest_metrics lm ON lm.run_id = r.id"
                                     " AND lm.name = ? WHERE 1 = 1",
+        "top 10 by metric (count without a run filter, latest_metrics alone)":
+            "SELECT COUNT(*) FROM latest_metrics WHERE name = ?",
         "filtered page (rows)": "SELECT r.* FROM runs r WHERE r.flow_name = 'TrainFlow' AND r.status = 'completed'"
                                 " AND r.id IN (SELECT run_id FROM run_tags WHERE tag = 'nightly')"
                                 " ORDER BY r.id DESC LIMIT 50",
