@@ -24,8 +24,9 @@ from _web_helpers import MODEL, Seeded, WebServer, audit_rows, cli, seed
 from starlette.routing import Mount, Route
 
 from matinee.config import load_settings
+from matinee.core.storage.metadata import MetadataStore
 from matinee.core.store import close_stores
-from matinee.web.auth import ROLES
+from matinee.web.auth import ROLES, create_token
 
 CALLERS = ("none", "reader", "writer", "admin", "expired", "revoked", "forged", "garbage")
 BAD = ("none", "expired", "revoked", "forged", "garbage")
@@ -98,12 +99,12 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Seeded, W
     created = json.loads(cli(home, "tokens", "create", "--name", "expired", "--role", "admin",
                              "--expires", "1s", "--json").stdout)
     data.tokens["expired"] = created["token"]
-    session = json.loads(cli(home, "tokens", "create", "--name", "browser", "--role", "admin", "--json").stdout)
-    data.tokens["browser"] = session["token"]
+    meta = MetadataStore.open(f"sqlite:///{home / 'matinee.db'}")
+    for name in ("browser", "forms"):  # admins for the session tests (the browser one gets revoked)
+        data.tokens[name] = create_token(meta, name, "admin", "tester")[0]
+    meta.close()
     cli(home, "experiments", "create", "matrix-exp", "--arm", f"{MODEL}@champion", "--arm", f"{MODEL}@challenger")
     cli(home, "experiments", "start", "matrix-exp")
-    forms = json.loads(cli(home, "tokens", "create", "--name", "forms", "--role", "admin", "--json").stdout)
-    data.tokens["forms"] = forms["token"]
     routes = endpoints(home.parent / "listing")
     with WebServer(home) as server:
         time.sleep(max(0.0, created["expires_at"] - time.time() + 0.05))
