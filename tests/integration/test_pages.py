@@ -269,7 +269,8 @@ def test_user_strings_render_escaped(client: TestClient, model: str, events: Pat
 
 
 @pytest.mark.parametrize(("url", "names"), [
-    ("/runs/999", "999"), ("/runs/abc", "abc"), ("/models/nope", "nope"), ("/experiments/nope", "nope"),
+    ("/runs/999", "999"), ("/runs/abc", "abc"), ("/runs/99999999999999999999999", "99999999999999999999999"),
+    ("/compare?runs=1&runs=99999999999999999999999", "99999999999999999999999"), ("/models/nope", "nope"), ("/experiments/nope", "nope"),
     ("/compare?runs=1,999", "999"), ("/static/secret.txt", "secret.txt"), ("/static/..%2F..%2Fpages.py", "pages.py"),
     ("/nowhere", "/nowhere"),
 ])
@@ -330,6 +331,8 @@ def test_promote_and_rollback_need_csrf_and_are_audited(client: TestClient, mode
     assert back.status_code == 303 and _alias(shop) == 1
     missing = client.post(f"/models/{model}/promote", data={"version": "9", "alias": "champion", "csrf": token})
     assert missing.status_code == 404 and "version 9" in missing.text
+    huge = client.post(f"/models/{model}/promote", data={"version": "9" * 25, "alias": "champion", "csrf": token})
+    assert huge.status_code == 404
     bad = client.post(f"/models/{model}/promote", data={"version": "two", "alias": "champion", "csrf": token})
     assert bad.status_code == 400 and "<code>version</code>" in bad.text
     rows = open_store().metadata.audit_log(limit=50)

@@ -41,6 +41,8 @@ PER_PAGE, MAX_PER_PAGE = 50, 200
 METRIC_COLUMNS, MAX_TASKS, MAX_PREVIEWS, MAX_LOGS = 16, 200, 60, 40
 #: Points of one metric series sent to a chart (longer series are thinned evenly).
 MAX_POINTS = 2000
+#: The largest id a database row can have (larger ones in a URL name nothing).
+MAX_ID = 2**63 - 1
 #: Seconds an experiment's analysis is reused.
 ANALYSIS_TTL = 15.0
 NAV = [("/runs", "Runs"), ("/models", "Models"), ("/experiments", "Experiments"), ("/bandits", "Bandits"),
@@ -173,6 +175,8 @@ def _series(store: Store, run_id: int) -> dict[str, dict[str, list[Any]]]:
 def _get_run(store: Store, text: str, field: str = "run_id") -> dict[str, Any]:
     if not text.isdigit():
         raise NotFoundError(f"no run {text!r}: a run id is a whole number", run_id=text, parameter=field)
+    if int(text) > MAX_ID:  # beyond what the database holds: not there, whatever it is
+        raise NotFoundError(f"no run {text} in this store", run_id=text, parameter=field)
     run = store.metadata.get_run(int(text))
     if run is None:
         raise NotFoundError(f"no run {text} in this store", run_id=int(text), parameter=field)
@@ -365,6 +369,8 @@ async def _alias_action(request: Request, action: str) -> Response:
     try:
         if action == "promote":
             version = check_version(str(form.get("version") or "").strip())
+            if version > MAX_ID:
+                raise NotFoundError(f"model {name!r} has no version {version}", model=name, parameter="version")
             before = await run_in_threadpool(meta.move_alias, name, alias, version, "promote", user)
             detail = f"version {before} -> {version}" if before is not None else f"set to version {version}"
         else:
