@@ -574,3 +574,21 @@ def test_previews_of_large_values_read_little(home: Path) -> None:
 
     refused = preview(artifacts.blobs, artifacts.save(datetime.date(2026, 1, 1)))
     assert refused["kind"] == "object" and "datetime.date" in refused["summary"]
+
+
+def test_markup_in_a_run_name_renders_as_text(home: Path) -> None:
+    import matinee
+    from matinee.web.app import create_app
+
+    name = "<img src=x onerror=alert(1)>"
+    with matinee.start_run(name, tags=["<b>t</b>"], params={"<i>p</i>": "<u>v</u>"}) as run:
+        run.log_metrics({"<s>m</s>": 1.0}, step=0)
+        run.log_metrics({"<s>m</s>": 2.0}, step=1)
+    with TestClient(create_app(), base_url="http://127.0.0.1") as c:
+        pages = [c.get(u).text for u in ("/runs", "/runs/1", "/runs?sort=metric:<s>m</s>", "/compare?runs=1,1")]
+        pages.append(c.get("/runs", params={"flow": name}).text)
+    for page in pages[:3] + pages[4:]:
+        assert "<img src=x" not in page and "<b>t</b>" not in page and "<s>m</s>" not in page.split("</script>")[-1]
+        assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "&lt;i&gt;p&lt;/i&gt;" in pages[1] and "&lt;u&gt;v&lt;/u&gt;" in pages[1]
+    assert "\\u003cs\\u003em\\u003c/s\\u003e" in pages[1]  # the metric's name inside the chart data, JSON-escaped
