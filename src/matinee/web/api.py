@@ -749,12 +749,23 @@ async def put_blob(request: Request) -> Response:
 
 
 # -- models ---------------------------------------------------------------------------------------------
-def _model(request: Request) -> str:
-    return str(text(request.path_params["name"], "name", max_len=255))
+def _model(request: Request, *, new: bool = False) -> str:
+    """The model named in the path; a name written (``new``) must be one the registry accepts."""
+    name = str(text(request.path_params["name"], "name", max_len=255))
+    if new:
+        from matinee.core.registry import check_name
+
+        check_name(name)
+    return name
 
 
-def _alias(request: Request) -> str:
-    return str(text(request.path_params["alias"], "alias", max_len=255))
+def _alias(request: Request, *, new: bool = False) -> str:
+    alias = str(text(request.path_params["alias"], "alias", max_len=255))
+    if new:
+        from matinee.core.registry import check_alias
+
+        check_alias(alias)
+    return alias
 
 
 @requires("reader")
@@ -803,7 +814,7 @@ def _json_text(value: str | None, field: str, kind: type) -> None:
 
 @requires("writer")
 async def add_model_version(request: Request) -> Response:
-    name = _model(request)
+    name = _model(request, new=True)
     data = await body(request)
     fields: dict[str, Any] = {}
     for column in ("run_id", "task_id"):
@@ -843,7 +854,7 @@ async def alias_history(request: Request) -> Response:
 
 @requires("admin")
 async def move_alias(request: Request) -> Response:
-    name, alias = _model(request), _alias(request)
+    name, alias = _model(request), _alias(request, new=True)
     data = await body(request)
     version = integer(data.get("version"), "version", low=1)
     expected = integer(data.get("expected"), "expected", required=False, low=1)

@@ -131,6 +131,8 @@ def operation(summary: str, role: str | None, *, params: tuple[Schema, ...] = ()
 
 
 RUN, TASK, MODEL, ALIAS = p("run_id"), p("task_id"), p("name", NAME), p("alias", NAME)
+NEW_MODEL = p("name", {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$"})
+NEW_ALIAS = p("alias", {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_.-]{0,254}$"})
 STRINGS: Schema = array({"type": "string", "minLength": 1, "maxLength": 255}, maxItems=100)
 IDS: Schema = array(ID, maxItems=10_000)
 PARAMS: Schema = {"type": "object", "maxProperties": 100}
@@ -149,7 +151,13 @@ def _paths() -> dict[str, dict[str, Schema]]:
         **{c: nullable({"type": "string", "maxLength": n}) for c, n in (
             ("artifact_name", 255), ("codec", 16), ("dataset_hash", 255), ("code_version", 64),
             ("matinee_version", 64), ("user_name", 255))},
-        **{c: TEXT for c in ("package_versions", "metrics", "tags", "description")},
+        "metrics": nullable({"type": "string", "description": "JSON text of an object: name -> number",
+                             "examples": ['{"ndcg@10": 0.31}']}),
+        "tags": nullable({"type": "string", "description": "JSON text of a list of strings",
+                          "examples": ['["baseline"]']}),
+        "package_versions": nullable({"type": "string", "description": "JSON text of an object: package -> version",
+                                      "examples": ['{"numpy": "2.1.0"}']}),
+        "description": TEXT,
     }, ("artifact_key",))
     return {
         "/health": {"get": operation("Health", None, ok=answer(obj({"status": {"type": "string"},
@@ -252,7 +260,7 @@ def _paths() -> dict[str, dict[str, Schema]]:
         "/models/{name}/versions": {
             "get": operation("Versions of a model", "reader", params=(MODEL,),
                              ok=answer(obj({"versions": array(ref("ModelVersion"))}))),
-            "post": operation("Register a version", "writer", params=(MODEL,), body=version_fields,
+            "post": operation("Register a version", "writer", params=(NEW_MODEL,), body=version_fields,
                               ok=answer(obj({"name": NAME, "version": {"type": "integer"}}), 201)),
         },
         "/models/{name}/versions/latest": {"get": operation("Latest version", "reader", params=(MODEL,),
@@ -263,7 +271,7 @@ def _paths() -> dict[str, dict[str, Schema]]:
                                                     ok=answer(obj({"aliases": array(ref("Alias"))})))},
         "/models/{name}/aliases/{alias}": {
             "get": operation("One alias", "reader", params=(MODEL, ALIAS), ok=answer(obj({"alias": ref("Alias")}))),
-            "put": operation("Move an alias", "admin", params=(MODEL, ALIAS), body=obj(
+            "put": operation("Move an alias", "admin", params=(MODEL, NEW_ALIAS), body=obj(
                 {"version": {"type": "integer", "minimum": 1, "maximum": MAX_INT},
                  "expected": nullable({"type": "integer", "minimum": 1, "maximum": MAX_INT}),
                  "action": {"type": "string", "pattern": "^[a-z_]{1,16}$", "not": {"enum": ["rollback", "delete"]}}, "user": NAME}, ("version",)),

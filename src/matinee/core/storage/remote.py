@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 Row = dict[str, Any]
 API = "/api/v1"
+#: Metric points sent in one request (about 3 MB of JSON).
+MAX_POINTS = 50_000
 _RETRYABLE = (http.client.RemoteDisconnected, http.client.CannotSendRequest, BrokenPipeError,
               ConnectionResetError, ConnectionAbortedError)
 
@@ -341,7 +343,8 @@ class RemoteMetadataStore:
                 ts if type(ts) is float else _number(ts),
             ])
         for run_id, points in by_run.items():
-            self.client.call("POST", "runs", run_id, "metrics", json_body={"points": points})
+            for start in range(0, len(points), MAX_POINTS):  # each request well under the server's JSON limit
+                self.client.call("POST", "runs", run_id, "metrics", json_body={"points": points[start:start + MAX_POINTS]})
 
     def metrics(self, run_id: int, name: str | None = None) -> list[Row]:
         answer = _or_none(self.client.call, "GET", "runs", run_id, "metrics", query={"name": name})
