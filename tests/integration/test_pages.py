@@ -592,3 +592,33 @@ def test_markup_in_a_run_name_renders_as_text(home: Path) -> None:
         assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "&lt;i&gt;p&lt;/i&gt;" in pages[1] and "&lt;u&gt;v&lt;/u&gt;" in pages[1]
     assert "\\u003cs\\u003em\\u003c/s\\u003e" in pages[1]  # the metric's name inside the chart data, JSON-escaped
+
+
+def test_bandits_page_shows_the_training_runs_off_policy_estimates(home: Path) -> None:
+    import matinee
+    from matinee.core.events import EventLog
+    from matinee.web.app import create_app
+
+    with matinee.start_run("ArtworkTraining") as run:
+        for policy, value in (("LinUCB", 0.42), ("<b>Uniform</b>", 0.2)):
+            for estimator in ("dr", "ips"):
+                run.log_metrics({f"{policy}/ope/{estimator}": value, f"{policy}/ope/{estimator}_low": value - 0.05,
+                                 f"{policy}/ope/{estimator}_high": value + 0.05})
+        run.log_metrics({"best/ope/dr": 0.42})
+    meta = open_store().metadata
+    meta.add_model_version("art", {"run_id": 1, "artifact_key": "0" * 64,
+                                   "metrics": json.dumps({"dr": 0.42, "dr_low": 0.37, "dr_high": 0.47})})
+    with EventLog(home / "events" / "events.db") as log:
+        for i in range(10):
+            log.append_decision({"decision_id": f"d{i}", "unit_id": "u", "endpoint": "artwork", "model": "art",
+                                 "model_version": 1, "arm": "champion", "context": [], "candidates": [0, 1],
+                                 "action": 0, "propensity": 0.5})
+    with TestClient(create_app(), base_url="http://127.0.0.1") as c:
+        page = _main(c.get("/bandits"))
+    assert 'Off-policy estimates of <a href="/runs/1">ArtworkTraining/1</a>' in page
+    assert "<td>LinUCB</td>" in page and "&lt;b&gt;Uniform&lt;/b&gt;" in page and "<td>best</td>" not in page
+    assert "0.42 <span class=\"muted\">[0.37, 0.47]</span>" in page
+    data = json.loads(re.search(r'id="bandit-data">(.*?)</script>', page).group(1))
+    assert [p["policy"] for p in data["ope"][0]["policies"]] == ["LinUCB", "<b>Uniform</b>"]  # best DR first
+    assert data["ope"][0]["estimators"] == ["dr", "ips"]
+    assert data["policies"][0]["estimate"] == {"version": 1, "value": 0.42, "low": 0.37, "high": 0.47}

@@ -168,3 +168,24 @@ def wilson(plays: float, n: int, z: float = 1.959964) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return centre - half, centre + half
+
+
+def ope_estimates(latest: dict[str, float]) -> dict[str, dict[str, dict[str, float | None]]]:
+    """Off-policy estimates a training run logged as metrics ``POLICY/ope/ESTIMATOR`` (+ ``_low``, ``_high``).
+
+    Returns ``{policy: {estimator: {"value", "low", "high"}}}`` (the run's ``best`` summary left out).
+
+    Examples
+    --------
+    >>> ope_estimates({"LinUCB/ope/dr": 0.4, "LinUCB/ope/dr_low": 0.3, "LinUCB/ope/dr_high": 0.5,
+    ...                "best/ope/dr": 0.4, "loss": 1.0})
+    {'LinUCB': {'dr': {'value': 0.4, 'low': 0.3, 'high': 0.5}}}
+    """
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    for name, value in latest.items():
+        policy, sep, estimator = name.rpartition("/ope/")
+        if not sep or not policy or policy == "best" or estimator.endswith(("_low", "_high")):
+            continue
+        out.setdefault(policy, {})[estimator] = {"value": value, "low": latest.get(f"{name}_low"),
+                                                 "high": latest.get(f"{name}_high")}
+    return out

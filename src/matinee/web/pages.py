@@ -456,20 +456,35 @@ def _clean(value: Any) -> Any:
 
 
 def _bandits(store: Store, since: float | None, endpoint: str | None) -> dict[str, Any] | None:
-    from matinee.web.eventdata import log_path, reward_summary
+    from matinee.web.eventdata import log_path, ope_estimates, reward_summary
 
     summary = reward_summary(log_path(store.settings.home), since, endpoint)
     if summary is None:
         return None
+    training_runs: set[int] = set()
     for policy in summary["policies"]:
         policy["estimate"] = None
         for version in policy["versions"]:
             row = store.metadata.model_version(policy["model"], int(version)) if version.isdigit() else None
-            metrics = json.loads(row["metrics"] or "{}") if row else {}
-            if "dr" in metrics:
+            if row is None:
+                continue
+            if row["run_id"] is not None:
+                training_runs.add(int(row["run_id"]))
+            metrics = json.loads(row["metrics"] or "{}")
+            if "dr" in metrics and policy["estimate"] is None:
                 policy["estimate"] = {"version": int(version), "value": metrics["dr"],
                                       "low": metrics.get("dr_low"), "high": metrics.get("dr_high")}
-                break
+    summary["ope"] = []
+    latest = store.metadata.latest_metrics(sorted(training_runs))
+    for run_id in sorted(training_runs):
+        estimates = ope_estimates(latest.get(run_id, {}))
+        run = store.metadata.get_run(run_id)
+        if estimates and run is not None:
+            estimators = sorted({e for by in estimates.values() for e in by}, key=lambda e: (e != "dr", e))
+            rows = sorted(estimates.items(), key=lambda kv: -(kv[1].get("dr", {}).get("value") or -math.inf))
+            summary["ope"].append({"run_id": run_id, "run": f"{run['flow_name']}/{run_id}",
+                                   "estimators": estimators, "policies": [{"policy": p, "estimates": e}
+                                                                          for p, e in rows]})
     return summary
 
 

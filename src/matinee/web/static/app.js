@@ -116,6 +116,27 @@
       { height: 320, scattermode: "group" }), CONFIG);
   }
 
+  function opeChart(el) {
+    var data = readJson(el.dataset.ope);
+    var ope = data && data.ope ? data.ope[parseInt(el.dataset.index, 10)] : null;
+    if (!ope) { return; }
+    var traces = ope.estimators.map(function (name, i) {
+      var rows = ope.policies.filter(function (p) { return p.estimates[name]; });
+      return {
+        type: "scatter", mode: "markers", orientation: "h", name: name.toUpperCase(),
+        y: rows.map(function (p) { return p.policy; }),
+        x: rows.map(function (p) { return p.estimates[name].value; }), marker: { size: 9, color: COLORS[i % COLORS.length] },
+        error_x: { type: "data", symmetric: false,
+                   array: rows.map(function (p) { var e = p.estimates[name]; return e.high === null ? 0 : e.high - e.value; }),
+                   arrayminus: rows.map(function (p) { var e = p.estimates[name]; return e.low === null ? 0 : e.value - e.low; }) }
+      };
+    });
+    window.Plotly.newPlot(el, traces, layout("Estimated value of each policy, with intervals (" + ope.run + ")", {
+      height: 140 + 46 * ope.policies.length, margin: { l: 200, r: 24, t: 40, b: 40 }, scattermode: "group",
+      yaxis: { autorange: "reversed", gridcolor: "#eee" }
+    }), CONFIG);
+  }
+
   function confirmations() {
     document.querySelectorAll("form[data-confirm]").forEach(function (form) {
       form.addEventListener("submit", function (event) {
@@ -133,6 +154,7 @@
     document.querySelectorAll(".chart[data-effects]").forEach(effectsChart);
     document.querySelectorAll(".chart[data-arms]").forEach(armsChart);
     document.querySelectorAll(".chart[data-bandits]").forEach(banditCharts);
+    document.querySelectorAll(".chart[data-ope]").forEach(opeChart);
   }
 
   if (document.readyState === "loading") {
