@@ -229,7 +229,7 @@ def test_tasks_attempts_artifacts_and_clones(client: TestClient) -> None:
     assert clone.status_code == 201
     assert client.get(f"/api/v1/tasks/{clone.json()['task_id']}/artifacts").json()["artifacts"] == artifacts
     again = client.post(f"/api/v1/runs/{run_id}/tasks", json={"step": "train", "foreach_stack": [["fold", 2]]})
-    assert again.status_code == 409  # one task per run, step and foreach position
+    assert again.status_code == 409 and error_field(again) == "step"  # one task per run, step and foreach position
     assert client.post("/api/v1/runs/424242/tasks", json={"step": "x"}).status_code == 409
 
 
@@ -302,8 +302,9 @@ def test_models_versions_aliases_and_audit(client: TestClient) -> None:
     assert client.put("/api/v1/models/recs/aliases/prod", json={"version": 1}).json()["previous"] is None
     assert client.put("/api/v1/models/recs/aliases/prod", json={"version": 2, "expected": 1}).json()["previous"] == 1
     stale = client.put("/api/v1/models/recs/aliases/prod", json={"version": 3, "expected": 1})
-    assert stale.status_code == 409
-    assert client.put("/api/v1/models/recs/aliases/prod", json={"version": 9}).status_code == 404
+    assert stale.status_code == 409 and error_field(stale) == "expected"
+    missing = client.put("/api/v1/models/recs/aliases/prod", json={"version": 9})
+    assert missing.status_code == 404 and error_field(missing) == "version"
     assert client.post("/api/v1/models/recs/aliases/prod/rollback", json={}).json() == {
         "name": "recs", "alias": "prod", "from": 2, "to": 1}
     assert client.get("/api/v1/models/recs/aliases/prod").json()["alias"]["version"] == 1
@@ -370,6 +371,22 @@ def test_recent_events_filtered(client: TestClient, home: Path) -> None:
     assert client.get("/api/v1/events", params={"kind": "feedback", "arm": "a"}).json()["events"] == []
     assert client.get("/api/v1/events", params={"kind": "exposure"}).status_code == 400
     assert client.get("/api/v1/experiments").json() == {"experiments": []}
+
+
+def test_experiments_and_their_analysis(client: TestClient) -> None:
+    from matinee.core.experiments.model import Experiment
+    from matinee.core.experiments.store import create_experiment, start_experiment
+
+    create_experiment(Experiment.build("ab1", ["recs@champion", "recs@challenger"], endpoint="recs"),
+                      check_aliases=False)
+    start_experiment("ab1")
+    listed = client.get("/api/v1/experiments").json()["experiments"]
+    assert [(e["name"], e["status"]) for e in listed] == [("ab1", "running")]
+    assert client.get("/api/v1/experiments/ab1").json()["experiment"]["control"] == "champion"
+    empty = client.get("/api/v1/experiments/ab1/analysis")
+    assert empty.status_code == 404 and error_field(empty) == "name" and "no exposures" in empty.json()["detail"]
+    missing = client.get("/api/v1/experiments/nope")
+    assert missing.status_code == 404 and error_field(missing) == "name"
 
 
 def test_tokens_are_shown_once_and_revoked(client: TestClient) -> None:

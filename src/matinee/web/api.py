@@ -32,7 +32,7 @@ from starlette.routing import BaseRoute, Route
 from matinee.core.artifacts.hashing import ContentHasher
 from matinee.core.artifacts.store import ArtifactRef
 from matinee.core.storage.metadata import foreach_key
-from matinee.errors import MatineeError, NotFoundError, ParameterError, StorageError
+from matinee.errors import ConflictError, MatineeError, NotFoundError, ParameterError, StorageError
 from matinee.web.auth import HttpError, audit, public, requires
 
 PREFIX = "/api/v1"
@@ -245,14 +245,31 @@ def _finite(value: Any) -> Any:
     return value
 
 
-async def write(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run a store write off the event loop; a constraint the database refused is a 409, not a 500."""
+#: The request field a store error is about, from the structured fields the store gives it.
+FIELD_OF = (("version", "version"), ("alias", "alias"), ("model", "name"), ("experiment", "name"),
+            ("key", "key"), ("run_id", "run_id"))
+
+
+def name_field(exc: MatineeError, field: str | None = None) -> MatineeError:
+    """Give a store's error the request field it is about (every 4xx names one)."""
+    if "field" not in exc.fields and "parameter" not in exc.fields:
+        guess = field or next((f for key, f in FIELD_OF if key in exc.fields), None)
+        if guess is not None:
+            exc.fields["field"] = guess
+    return exc
+
+
+async def write(fn: Callable[..., Any], *args: Any, field: str | None = None, **kwargs: Any) -> Any:
+    """Run a store write off the event loop; a constraint the database refused is a 409 naming ``field``."""
     try:
         return await run_in_threadpool(fn, *args, **kwargs)
     except StorageError as exc:
         if type(exc.__cause__).__name__ == "IntegrityError":
             exc.status = 409
+            raise name_field(exc, field or "body") from exc.__cause__
         raise
+    except MatineeError as exc:
+        raise name_field(exc, field) from exc.__cause__
 
 
 def meta(request: Request) -> Any:
@@ -533,7 +550,7 @@ async def create_task(request: Request) -> Response:
     step = text(data.get("step"), "step", max_len=255)
     stack = _stack(data.get("foreach_stack"))
     inputs = ids(data.get("input_paths", []), "input_paths")
-    task_id = await write(meta(request).create_task, run_id, step, stack, inputs)
+    task_id = await write(meta(request).create_task, run_id, step, stack, inputs, field="step")
     return ok({"task_id": task_id}, 201)
 
 
@@ -544,7 +561,7 @@ async def clone_task(request: Request) -> Response:
     origin = _task_of_run(request, integer(data.get("origin_task_id"), "origin_task_id"), "origin_task_id")
     stack = _stack(data.get("foreach_stack"))
     inputs = ids(data.get("input_paths", []), "input_paths")
-    task_id = await write(meta(request).clone_task, run_id, origin, stack, inputs)
+    task_id = await write(meta(request).clone_task, run_id, origin, stack, inputs, field="foreach_stack")
     return ok({"task_id": task_id}, 201)
 
 
@@ -564,7 +581,7 @@ async def start_attempt(request: Request) -> Response:
     task_id = path_int(request, "task_id")
     _task_of_run(request, task_id)
     attempt = integer((await body(request)).get("attempt"), "attempt", high=1_000_000)
-    await write(meta(request).start_attempt, task_id, attempt)
+    await write(meta(request).start_attempt, task_id, attempt, field="attempt")
     return ok({"task_id": task_id, "attempt": attempt}, 201)
 
 
@@ -611,7 +628,7 @@ async def finish_task(request: Request) -> Response:
             raise bad("transition", "must be an object or null")
         transition = json_value(transition, "transition")
     refs = _refs(data.get("artifacts"))
-    await write(meta(request).finish_task, task_id, status, transition=transition, artifacts=refs)
+    await write(meta(request).finish_task, task_id, status, transition=transition, artifacts=refs, field="artifacts")
     return ok({"task_id": task_id, "status": status})
 
 
@@ -867,6 +884,8 @@ async def move_alias(request: Request) -> Response:
     try:
         previous = await write(meta(request).move_alias, name, alias, version, action, user, expected)
     except MatineeError as exc:
+        if isinstance(exc, ConflictError):
+            exc.fields["field"] = "expected"
         await audit(request, "alias.move", target, outcome="refused", detail=exc.message)
         raise
     await audit(request, "alias.move", target, outcome="ok", detail=f"{previous} -> {version} by {user}")
@@ -920,7 +939,7 @@ async def list_experiments(request: Request) -> Response:
 async def get_experiment(request: Request) -> Response:
     from matinee.core.experiments.store import get_experiment as got
 
-    experiment = await run_in_threadpool(got, str(text(request.path_params["name"], "name", max_len=255)))
+    experiment = await write(got, str(text(request.path_params["name"], "name", max_len=255)), field="name")
     return ok({"experiment": experiment.as_dict()})
 
 
@@ -930,7 +949,7 @@ async def experiment_analysis(request: Request) -> Response:
 
     name = str(text(request.path_params["name"], "name", max_len=255))
     sequential = request.query_params.get("sequential", "0") in ("1", "true")
-    work = run_in_threadpool(analyze, name, _events_path(request), sequential=sequential)
+    work = write(analyze, name, _events_path(request), sequential=sequential, field="name")
     try:
         analysis = await asyncio.wait_for(work, ANALYSIS_TIMEOUT)
     except asyncio.TimeoutError:
