@@ -461,6 +461,17 @@ def test_remote_blobs_round_trip_and_verify(served: tuple[str, dict[str, str]]) 
     assert blobs.exists(ref.key) and blobs.claim(ref.key)
     loaded = ArtifactStore(RemoteBlobStore(Client(url, tokens["reader"]))).load(ref)
     assert loaded["name"] == "ease" and np.array_equal(loaded["weights"], value["weights"])
+    import pandas as pd
+
+    for other in (np.arange(100_000, dtype=np.float32).reshape(1000, 100)[:, ::2],  # not contiguous
+                  pd.DataFrame({"a": range(1000), "b": ["x"] * 1000}), b"raw bytes"):
+        again = ArtifactStore(RemoteBlobStore(Client(url, tokens["reader"]))).load(artifacts.save(other))
+        if isinstance(other, np.ndarray):
+            assert np.array_equal(again, other)
+        elif isinstance(other, pd.DataFrame):
+            assert again.equals(other)
+        else:
+            assert again == other
     with pytest.raises(NotFoundError):
         blobs.open(content_key(b"never stored"))
     with pytest.raises(ParameterError, match="key"):
