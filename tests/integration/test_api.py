@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -478,6 +480,31 @@ def test_remote_blobs_round_trip_and_verify(served: tuple[str, dict[str, str]]) 
         blobs.put(content_key(b"a"), [b"b"])
     with pytest.raises(NotSupportedError):
         blobs.delete(ref.key)
+
+
+WRITER = """
+import sys, time
+from matinee.core.storage.remote import Client, RemoteMetadataStore
+url, token, run_id, worker = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+meta = RemoteMetadataStore(Client(url, token))
+for i in range(300):
+    meta.log_metrics([(run_id, None, "w%d" % worker, i, float(i), time.time()),
+                      (run_id, None, "w%d.sq" % worker, i, float(i * i), time.time())])
+"""
+
+
+def test_four_processes_log_through_one_server_at_once(served: tuple[str, dict[str, str]]) -> None:
+    url, tokens = served
+    meta = RemoteMetadataStore(Client(url, tokens["writer"]))
+    run_id = meta.create_run("Busy", "u")
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, url, tokens["writer"], str(run_id), str(w)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for w in range(4)]
+    for proc in procs:
+        _out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    assert len(meta.metrics(run_id)) == 4 * 300 * 2
+    for w in range(4):
+        assert [r["step"] for r in meta.metrics(run_id, f"w{w}")] == list(range(300))
 
 
 def test_the_client_keeps_one_connection_per_thread(served: tuple[str, dict[str, str]]) -> None:
