@@ -242,6 +242,9 @@ def print_graph(info: dict[str, Any]) -> None:
 
     console = _console()
     console.print(Text.assemble(("Run ", "bold"), (info["run"], "bold"), "  ", (info["status"], _STATUS_STYLE.get(info["status"], ""))))
+    if not info["layers"]:
+        console.print("(no steps: this run was tracked outside a flow)")
+        return
     width = max((len(n["label"]) for layer in info["layers"] for n in layer), default=4)
     for i, layer in enumerate(info["layers"]):
         if i:
