@@ -218,7 +218,8 @@ def test_tasks_attempts_artifacts_and_clones(client: TestClient) -> None:
     assert len(client.get(f"/api/v1/runs/{run_id}/tasks", params={"step": "train"}).json()["tasks"]) == 1
 
     preview = client.get(f"/api/v1/runs/{run_id}/tasks/{task_id}/artifacts/model").json()
-    assert preview["preview"] == {"type": "ndarray", "shape": [3, 4], "dtype": "int32"}
+    assert (preview["preview"]["kind"], preview["preview"]["shape"], preview["preview"]["dtype"]) == (
+        "array", [3, 4], "int32")
     raw = client.get(f"/api/v1/runs/{run_id}/tasks/{task_id}/artifacts/model/download")
     assert raw.status_code == 200 and content_key(raw.content) == ref.key
     other = new_run(client)
@@ -233,6 +234,25 @@ def test_tasks_attempts_artifacts_and_clones(client: TestClient) -> None:
     again = client.post(f"/api/v1/runs/{run_id}/tasks", json={"step": "train", "foreach_stack": [["fold", 2]]})
     assert again.status_code == 409 and error_field(again) == "step"  # one task per run, step and foreach position
     assert client.post("/api/v1/runs/424242/tasks", json={"step": "x"}).status_code == 409
+
+
+def test_a_pickled_object_is_named_in_its_preview_never_loaded(client: TestClient, tmp_path: Path) -> None:
+    import pickle
+
+    class Boom:
+        def __reduce__(self) -> Any:
+            return (Path.touch, (tmp_path / "ran",))
+
+    store = client.app.state.store  # type: ignore[attr-defined]
+    ref = store.artifacts.save_bytes(pickle.dumps(Boom()))
+    run_id = new_run(client)
+    task_id = client.post(f"/api/v1/runs/{run_id}/tasks", json={"step": "s"}).json()["task_id"]
+    refs = {"evil": {"key": ref.key, "codec": "pickle", "size": ref.size}}
+    assert client.post(f"/api/v1/tasks/{task_id}/finish", json={"status": "completed", "artifacts": refs}
+                       ).status_code == 200
+    shown = client.get(f"/api/v1/runs/{run_id}/tasks/{task_id}/artifacts/evil").json()["preview"]
+    assert shown["kind"] in ("object", "unavailable")
+    assert not (tmp_path / "ran").exists()  # the pickle's code never ran in the server
 
 
 def test_a_stored_key_that_is_not_a_content_key_never_reaches_the_blob_store(client: TestClient) -> None:
@@ -360,10 +380,10 @@ def test_recent_events_filtered(client: TestClient, home: Path) -> None:
 
     with EventLog(home / "events" / "events.db") as log:
         for i in range(6):
-            log.append_decision({"decision_id": f"d{i}", "unit_id": f"m{i % 2}", "endpoint": "recs", "model": "recs",
+            log.append_decision({"decision_id": f"d{i}", "ts": 1_700_000_000.0 + i, "unit_id": f"m{i % 2}", "endpoint": "recs", "model": "recs",
                                  "arm": "a" if i < 3 else "b", "context": [0.1], "candidates": [0, 1], "action": 1,
                                  "propensity": 0.5})
-        log.append_feedback({"decision_id": "d4", "event": "play", "reward": 1.0})
+        log.append_feedback({"decision_id": "d4", "ts": 1_700_000_100.0, "event": "play", "reward": 1.0})
     recent = client.get("/api/v1/events", params={"limit": 4}).json()["events"]
     assert [e["decision_id"] for e in recent] == ["d5", "d4", "d3", "d2"]
     assert [e["decision_id"] for e in client.get("/api/v1/events", params={"arm": "a", "unit": "m0"}

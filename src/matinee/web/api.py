@@ -660,34 +660,16 @@ def _artifact(request: Request) -> ArtifactRef:
 
 @requires("reader")
 async def artifact_preview(request: Request) -> Response:
+    """The artifact's reference and a safe preview (:mod:`matinee.web.previews`: no stored code ever runs)."""
+    from matinee.web.previews import preview
+
     ref = _artifact(request)
     out: dict[str, Any] = {"name": request.path_params["name"], **ref_dict(ref)}
-    if ref.size <= 64 << 20:
-        out["preview"] = await run_in_threadpool(_preview, request.app.state.store.artifacts, ref)
+    if is_content_key(ref.key):
+        out["preview"] = await run_in_threadpool(preview, blobs(request), ref)
+    else:
+        out["preview"] = {"kind": "unavailable", "summary": f"{ref.key!r} is not a content key"}
     return ok(out)
-
-
-def _preview(artifacts: Any, ref: ArtifactRef) -> dict[str, Any]:
-    if not is_content_key(ref.key):
-        return {"error": f"{ref.key!r} is not a content key"}
-    try:
-        value = artifacts.load(ref)
-    except MatineeError as exc:
-        return {"error": exc.message}
-    except Exception as exc:  # a value this process cannot decode (its class is not importable here)
-        return {"error": f"cannot load: {type(exc).__name__}: {exc}"[:500]}
-    kind = type(value).__name__
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return {"type": kind, "value": value if not isinstance(value, str) else value[:2000]}
-    if hasattr(value, "shape") and hasattr(value, "dtype"):
-        return {"type": kind, "shape": list(value.shape), "dtype": str(value.dtype)}
-    if hasattr(value, "head") and hasattr(value, "columns"):
-        head = value.head(10)
-        return {"type": kind, "shape": list(value.shape), "columns": [str(c) for c in value.columns],
-                "head": json.loads(head.to_json(orient="records", default_handler=str))}
-    if isinstance(value, (list, tuple, dict, set)):
-        return {"type": kind, "length": len(value), "repr": repr(value)[:2000]}
-    return {"type": kind, "repr": repr(value)[:2000]}
 
 
 @requires("reader")
@@ -960,37 +942,17 @@ async def experiment_analysis(request: Request) -> Response:
 
 @requires("reader")
 async def list_events(request: Request) -> Response:
+    """The newest decisions or feedback events of the event log, filtered (:mod:`matinee.web.eventdata`)."""
+    from matinee.web.eventdata import recent_events
+
     kind = query_text(request, "kind") or "decision"
     if kind not in EVENT_KINDS:
         raise bad("kind", "must be decision or feedback")
     limit = query_int(request, "limit", 100, low=1, high=10_000)
-    since = query_time(request, "since")
-    filters = {name: query_text(request, name) for name in ("endpoint", "model", "arm", "unit")}
-    rows = await run_in_threadpool(_read_events, _events_path(request), kind, since, filters, limit)
-    return ok({"kind": kind, "events": rows})
-
-
-def _read_events(path: Path, kind: str, since: float | None, filters: dict[str, str | None],
-                 limit: int) -> list[dict[str, Any]]:
-    from matinee.core.events import EventLog
-
-    if not path.exists():
-        return []
-    log = EventLog(path)
-    since = since if since is not None else time.time() - 86_400
-    decisions = log.read_decisions(since=since)
-    columns = {"endpoint": "endpoint", "model": "model", "arm": "arm", "unit": "unit_id"}
-    for name, value in filters.items():
-        if value is not None and len(decisions):
-            decisions = decisions[decisions[columns[name]].astype(str) == value]
-    if kind == "decision":
-        frame = decisions.tail(limit).iloc[::-1]
-    else:
-        feedback = log.read_feedback(since=since)
-        if any(v is not None for v in filters.values()):
-            feedback = feedback[feedback["decision_id"].isin(set(decisions["decision_id"]))]
-        frame = feedback.tail(limit).iloc[::-1]
-    return json.loads(frame.to_json(orient="records", default_handler=str))
+    filters = {name: value for name in ("endpoint", "model", "arm", "unit")
+               if (value := query_text(request, name)) is not None}
+    rows = await run_in_threadpool(recent_events, _events_path(request), kind, filters, limit)
+    return ok({"kind": kind, "events": rows or []})
 
 
 # -- tokens and the audit log -----------------------------------------------------------------------------

@@ -289,7 +289,7 @@ def _paths() -> dict[str, dict[str, Schema]]:
                                                                                       "enum": [0, 1]})))},
         "/events": {"get": operation("Recent events", "reader", params=(
             q("kind", {"type": "string", "enum": ["decision", "feedback"]}), q("endpoint", QSTR), q("model", QSTR),
-            q("arm", QSTR), q("unit", QSTR), q("since", QTIME),
+            q("arm", QSTR), q("unit", QSTR),
             q("limit", {"type": "integer", "minimum": 1, "maximum": 10_000})))},
         "/tokens": {
             "get": operation("Tokens", "admin", ok=answer(obj({"tokens": array(ref("Token"))}))),
