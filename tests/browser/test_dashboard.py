@@ -23,14 +23,21 @@ from typing import Any
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
+REQUIRED = os.environ.get("MATINEE_REQUIRE_BROWSER") == "1"  # CI installs both: a skip there is a failure
+
+
+def _unavailable(reason: str) -> None:  # pragma: no cover - depends on the machine
+    if REQUIRED:
+        pytest.fail(f"{reason}, and MATINEE_REQUIRE_BROWSER=1", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
 try:
     from playwright.sync_api import sync_playwright
 except ImportError:  # pragma: no cover - depends on the machine
-    pytest.skip("Playwright is not installed (pip install playwright): the browser tests need it",
-                allow_module_level=True)
+    _unavailable("Playwright is not installed (pip install playwright): the browser tests need it")
 if not CHROMIUM.exists():  # pragma: no cover - depends on the machine
-    pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium): the browser tests drive it",
-                allow_module_level=True)
+    _unavailable(f"{CHROMIUM} is absent (apt-get install chromium): the browser tests drive it")
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
