@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -110,7 +111,11 @@ class _Guard:
             await send(message)
 
         if refusal is not None:
-            response = _render(path, 403, refusal, field="host" if "Host" in refusal else "origin")
+            field = "host" if refusal.startswith("Host") else "origin"
+            client = scope.get("client")
+            await run_in_threadpool(self.auth.meta.audit, "anonymous", None, f"{scope['method']} {path}", path,
+                                    "denied", 403, client[0] if client else None, field)
+            response = _render(path, 403, refusal, field=field)
             await response(scope, receive, send_with_headers)
             return
         await self.app(scope, receive, send_with_headers)
