@@ -35,6 +35,7 @@ from matinee.errors import (
     ParameterError,
 )
 from matinee.web import api
+from matinee.web._api_io import MAX_JSON_BYTES
 from matinee.web.app import create_app
 from matinee.web.openapi import document
 
@@ -180,7 +181,7 @@ def test_bad_bodies_are_4xx_naming_the_field(client: TestClient, body: bytes, he
 
 
 def test_a_json_body_over_the_limit_is_413(client: TestClient) -> None:
-    answer = client.post("/api/v1/runs", content=b" " * (api.MAX_JSON_BYTES + 1), headers=JSON)
+    answer = client.post("/api/v1/runs", content=b" " * (MAX_JSON_BYTES + 1), headers=JSON)
     assert answer.status_code == 413
 
 
@@ -550,5 +551,5 @@ def test_an_unreachable_server_is_one_clear_error() -> None:
 def test_the_json_limit_is_the_apps(client: TestClient) -> None:
     from matinee.web.app import json_body_limit
 
-    assert json_body_limit() == api.MAX_JSON_BYTES
+    assert json_body_limit() == MAX_JSON_BYTES
     assert json.loads(client.get("/api/v1/health").text)["status"] == "ok"

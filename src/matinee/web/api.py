@@ -9,19 +9,21 @@ Request values are checked here, before they reach the store, and a bad one is
 a 4xx naming the field (``points.3.value``). Artifact bytes are addressed by
 content key only: a key must be 64 hex digits before anything touches the blob
 store, and an upload must hash to its key.
+
+This module holds runs, metrics, tasks, artifacts and blobs, and the route
+table; :mod:`matinee.web._api_registry` the model registry, experiments,
+events, tokens and the audit log; :mod:`matinee.web._api_io` the request checks
+and JSON answers they share.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
-import json
 import math
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -32,267 +34,58 @@ from starlette.routing import BaseRoute, Route
 from matinee.core.artifacts.hashing import ContentHasher
 from matinee.core.artifacts.store import ArtifactRef
 from matinee.core.storage.metadata import foreach_key
-from matinee.errors import ConflictError, MatineeError, NotFoundError, ParameterError, StorageError
-from matinee.web.auth import HttpError, audit, public, requires
-
-PREFIX = "/api/v1"
-#: The largest JSON body accepted (a metric batch of ~500k points).
-MAX_JSON_BYTES = 32 << 20
-#: Ids and counts are SQL integers: nothing above this reaches the database.
-MAX_INT = (1 << 63) - 1
-#: Ids (runs, tasks, versions) are 32-bit integers in the schema.
-MAX_ID = (1 << 31) - 1
-MAX_STR = 10_000
-KEY_CHARS = frozenset("0123456789abcdef")
-STATUSES = ("running", "completed", "failed")
-CHUNK = 1 << 20
-ANALYSIS_TIMEOUT = 60.0
-EVENT_KINDS = ("decision", "feedback")
-
-
-# -- request parsing ----------------------------------------------------------------------
-def bad(field: str, message: str) -> ParameterError:
-    return ParameterError(f"{field}: {message}", field=field)
-
-
-async def body(request: Request) -> dict[str, Any]:
-    """The request's JSON object; 415 for another content type, 413 over the limit, 400 when malformed."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/json":
-        raise HttpError(415, f"send JSON (Content-Type: application/json), not {ctype or 'nothing'!r}",
-                        field="content-type")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_JSON_BYTES:
-        raise HttpError(413, f"the JSON body is over {MAX_JSON_BYTES} bytes", field="body")
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > MAX_JSON_BYTES:
-            raise HttpError(413, f"the JSON body is over {MAX_JSON_BYTES} bytes", field="body")
-    try:
-        value = json.loads(data, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:
-        raise bad("body", f"malformed JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise bad("body", "must be a JSON object")
-    return value
-
-
-def _no_constant(name: str) -> float:
-    raise ValueError(f"{name} is not JSON")
-
-
-def text(value: Any, field: str, *, required: bool = True, empty: bool = False, max_len: int = MAX_STR) -> Any:
-    if value is None and not required:
-        return None
-    if not isinstance(value, str):
-        raise bad(field, "must be a string" if value is not None else "is required")
-    if not empty and not value.strip():
-        raise bad(field, "must not be empty")
-    if len(value) > max_len:
-        raise bad(field, f"must be at most {max_len} characters")
-    if "\x00" in value:
-        raise bad(field, "must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise bad(field, "must be valid Unicode text") from None
-    return value
-
-
-def integer(value: Any, field: str, *, required: bool = True, low: int = 0, high: int = MAX_ID) -> Any:
-    if value is None and not required:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise bad(field, "must be an integer" if value is not None else "is required")
-    if not low <= value <= high:
-        raise bad(field, f"must be between {low} and {high}")
-    return value
-
-
-def number(value: Any, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise bad(field, "must be a number")
-    value = float(value)
-    if not math.isfinite(value):
-        raise bad(field, "must be finite")
-    return value
-
-
-def texts(value: Any, field: str, *, required: bool = False, max_len: int = 255) -> list[str]:
-    if value is None and not required:
-        return []
-    if not isinstance(value, list) or len(value) > 1000:
-        raise bad(field, "must be a list of at most 1000 strings")
-    return [text(v, f"{field}.{i}", max_len=max_len) for i, v in enumerate(value)]
-
-
-def ids(value: Any, field: str) -> list[int]:
-    if not isinstance(value, list) or len(value) > 100_000:
-        raise bad(field, "must be a list of at most 100000 ids")
-    return [integer(v, f"{field}.{i}") for i, v in enumerate(value)]
-
-
-def json_value(value: Any, field: str, depth: int = 0) -> Any:
-    """Any JSON value whose strings the database can store."""
-    if depth > 32:
-        raise bad(field, "is nested too deeply")
-    if isinstance(value, str):
-        return text(value, field, empty=True, max_len=1 << 20)
-    if isinstance(value, dict):
-        return {text(k, field, empty=True): json_value(v, f"{field}.{k}", depth + 1) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_value(v, f"{field}.{i}", depth + 1) for i, v in enumerate(value)]
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
-        raise bad(field, "is too large")
-    return value
-
-
-def query_int(request: Request, name: str, default: int | None, *, low: int = 0, high: int = MAX_INT) -> Any:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad(name, f"must be an integer, not {raw[:40]!r}") from None
-    if not low <= value <= high:
-        raise bad(name, f"must be between {low} and {high}")
-    return value
-
-
-def query_text(request: Request, name: str) -> str | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    return str(text(raw, name))
-
-
-def query_time(request: Request, name: str) -> float | None:
-    """Epoch seconds, or an ISO 8601 date/time."""
-    raw = query_text(request, name)
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        from datetime import datetime, timezone
-
-        try:
-            moment = datetime.fromisoformat(raw)
-        except ValueError:
-            raise bad(name, f"must be epoch seconds or an ISO 8601 time, not {raw[:40]!r}") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-        value = moment.timestamp()
-    if not math.isfinite(value) or abs(value) > 1e11:
-        raise bad(name, "is out of range")
-    return value
-
-
-def path_int(request: Request, name: str) -> int:
-    value = int(request.path_params[name])
-    if value > MAX_ID:
-        raise NotFoundError(f"{name} {value} does not exist", field=name)
-    return value
-
-
-def content_key(request: Request) -> str:
-    key = str(request.path_params["key"])
-    if not is_content_key(key):
-        raise bad("key", "a content key is 64 lowercase hex digits")
-    return key
-
-
-def is_content_key(key: Any) -> bool:
-    return isinstance(key, str) and len(key) == 64 and KEY_CHARS.issuperset(key)
-
-
-def stored_key(value: Any, field: str) -> str:
-    """A key recorded in the database: letters, digits, ``_`` and ``-`` only.
-
-    Only a real content key (64 hex digits) is ever looked up in the blob store:
-    :func:`is_content_key` is checked again on every read.
-    """
-    key = str(text(value, field, max_len=64))
-    if not key.replace("_", "").replace("-", "").isalnum() or not key.isascii():
-        raise bad(field, "a key is letters and digits (a content key is 64 lowercase hex digits)")
-    return key
-
-
-def status_value(value: Any, field: str = "status") -> str:
-    if value not in STATUSES:
-        raise bad(field, f"must be one of {', '.join(STATUSES)}")
-    return str(value)
-
-
-# -- responses ------------------------------------------------------------------------------
-def ok(data: Any, status: int = 200) -> Response:
-    try:
-        content = json.dumps(data, allow_nan=False, separators=(",", ":"))
-    except ValueError:  # a NaN or infinity stored somewhere: sent as null
-        content = json.dumps(_finite(data), separators=(",", ":"))
-    return Response(content, status_code=status, media_type="application/json")
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-#: The request field a store error is about, from the structured fields the store gives it.
-FIELD_OF = (("version", "version"), ("alias", "alias"), ("model", "name"), ("experiment", "name"),
-            ("key", "key"), ("run_id", "run_id"))
-
-
-def name_field(exc: MatineeError, field: str | None = None) -> MatineeError:
-    """Give a store's error the request field it is about (every 4xx names one)."""
-    if "field" not in exc.fields and "parameter" not in exc.fields:
-        guess = field or next((f for key, f in FIELD_OF if key in exc.fields), None)
-        if guess is not None:
-            exc.fields["field"] = guess
-    return exc
-
-
-async def write(fn: Callable[..., Any], *args: Any, field: str | None = None, **kwargs: Any) -> Any:
-    """Run a store write off the event loop; a constraint the database refused is a 409 naming ``field``."""
-    try:
-        return await run_in_threadpool(fn, *args, **kwargs)
-    except StorageError as exc:
-        if type(exc.__cause__).__name__ == "IntegrityError":
-            exc.status = 409
-            raise name_field(exc, field or "body") from exc.__cause__
-        raise
-    except MatineeError as exc:
-        raise name_field(exc, field) from exc.__cause__
-
-
-def meta(request: Request) -> Any:
-    return request.app.state.store.metadata
-
-
-def blobs(request: Request) -> Any:
-    return request.app.state.store.artifacts.blobs
-
-
-def principal_name(request: Request) -> str:
-    principal = getattr(request.state, "principal", None)
-    return str(principal.name) if principal is not None else "local"
-
-
-def found(row: Any, what: str, field: str) -> Any:
-    if row is None:
-        raise NotFoundError(f"{what} does not exist", field=field)
-    return row
-
-
-def ref_dict(ref: ArtifactRef) -> dict[str, Any]:
-    return {"key": ref.key, "codec": ref.codec, "size": ref.size}
+from matinee.errors import NotFoundError
+from matinee.web._api_io import (
+    CHUNK,
+    MAX_ID,
+    MAX_INT,
+    PREFIX,
+    bad,
+    blobs,
+    body,
+    content_key,
+    found,
+    ids,
+    integer,
+    is_content_key,
+    json_value,
+    meta,
+    number,
+    ok,
+    path_int,
+    principal_name,
+    query_int,
+    query_text,
+    query_time,
+    ref_dict,
+    status_value,
+    stored_key,
+    stored_task,
+    text,
+    texts,
+    write,
+)
+from matinee.web._api_registry import (
+    add_model_version,
+    alias_history,
+    audit_log,
+    create_token,
+    delete_alias,
+    experiment_analysis,
+    get_experiment,
+    list_events,
+    list_experiments,
+    list_models,
+    list_tokens,
+    model_alias,
+    model_aliases,
+    model_version,
+    model_versions,
+    move_alias,
+    revoke_token,
+    rollback_alias,
+)
+from matinee.web.auth import HttpError, public, requires
 
 
 # -- health and the document ---------------------------------------------------------------------
@@ -539,10 +332,6 @@ def _stack(value: Any, field: str = "foreach_stack") -> list[list[Any]]:
     return out
 
 
-def _task_of_run(request: Request, task_id: int, field: str = "task_id") -> dict[str, Any]:
-    return dict(found(meta(request).get_task(task_id), f"task {task_id}", field))
-
-
 @requires("writer")
 async def create_task(request: Request) -> Response:
     run_id = path_int(request, "run_id")  # a missing run: the database refuses it (409), as in the local store
@@ -558,7 +347,7 @@ async def create_task(request: Request) -> Response:
 async def clone_task(request: Request) -> Response:
     run_id = await _existing_run(request)
     data = await body(request)
-    origin = _task_of_run(request, integer(data.get("origin_task_id"), "origin_task_id"), "origin_task_id")
+    origin = stored_task(request, integer(data.get("origin_task_id"), "origin_task_id"), "origin_task_id")
     stack = _stack(data.get("foreach_stack"))
     inputs = ids(data.get("input_paths", []), "input_paths")
     task_id = await write(meta(request).clone_task, run_id, origin, stack, inputs, field="foreach_stack")
@@ -573,13 +362,13 @@ async def list_tasks(request: Request) -> Response:
 
 @requires("reader")
 async def get_task(request: Request) -> Response:
-    return ok({"task": _task_of_run(request, path_int(request, "task_id"))})
+    return ok({"task": stored_task(request, path_int(request, "task_id"))})
 
 
 @requires("writer")
 async def start_attempt(request: Request) -> Response:
     task_id = path_int(request, "task_id")
-    _task_of_run(request, task_id)
+    stored_task(request, task_id)
     attempt = integer((await body(request)).get("attempt"), "attempt", high=1_000_000)
     await write(meta(request).start_attempt, task_id, attempt, field="attempt")
     return ok({"task_id": task_id, "attempt": attempt}, 201)
@@ -588,7 +377,7 @@ async def start_attempt(request: Request) -> Response:
 @requires("writer")
 async def finish_attempt(request: Request) -> Response:
     task_id, attempt = path_int(request, "task_id"), path_int(request, "attempt")
-    _task_of_run(request, task_id)
+    stored_task(request, task_id)
     data = await body(request)
     fields = {name: text(data.get(name), name, required=False, empty=True, max_len=1 << 20)
               for name in ("exception", "traceback")}
@@ -619,7 +408,7 @@ def _refs(value: Any, field: str = "artifacts") -> dict[str, ArtifactRef]:
 @requires("writer")
 async def finish_task(request: Request) -> Response:
     task_id = path_int(request, "task_id")
-    _task_of_run(request, task_id)
+    stored_task(request, task_id)
     data = await body(request)
     status = status_value(data.get("status"))
     transition = data.get("transition")
@@ -635,7 +424,7 @@ async def finish_task(request: Request) -> Response:
 @requires("reader")
 async def task_artifacts(request: Request) -> Response:
     task_id = path_int(request, "task_id")
-    _task_of_run(request, task_id)
+    stored_task(request, task_id)
     refs = meta(request).task_artifacts(task_id)
     return ok({"artifacts": {name: ref_dict(ref) for name, ref in refs.items()}})
 
@@ -643,14 +432,14 @@ async def task_artifacts(request: Request) -> Response:
 @requires("reader")
 async def task_attempts(request: Request) -> Response:
     task_id = path_int(request, "task_id")
-    _task_of_run(request, task_id)
+    stored_task(request, task_id)
     return ok({"attempts": meta(request).task_attempts(task_id)})
 
 
 def _artifact(request: Request) -> ArtifactRef:
     """The artifact named in the path, found through the database (never through a path)."""
     run_id, task_id = path_int(request, "run_id"), path_int(request, "task_id")
-    task = _task_of_run(request, task_id)
+    task = stored_task(request, task_id)
     if task["run_id"] != run_id:
         raise NotFoundError(f"task {task_id} is not a task of run {run_id}", field="task_id")
     name = str(request.path_params["name"])
@@ -745,264 +534,6 @@ async def put_blob(request: Request) -> Response:
             await run_in_threadpool(store.put, key, iter(lambda: spool.read(CHUNK), b""))
             created = True
     return ok({"key": key, "size": size, "created": created}, 201 if created else 200)
-
-
-# -- models ---------------------------------------------------------------------------------------------
-def _model(request: Request, *, new: bool = False) -> str:
-    """The model named in the path; a name written (``new``) must be one the registry accepts."""
-    name = str(text(request.path_params["name"], "name", max_len=255))
-    if new:
-        from matinee.core.registry import check_name
-
-        check_name(name)
-    return name
-
-
-def _alias(request: Request, *, new: bool = False) -> str:
-    alias = str(text(request.path_params["alias"], "alias", max_len=255))
-    if new:
-        from matinee.core.registry import check_alias
-
-        check_alias(alias)
-    return alias
-
-
-@requires("reader")
-async def list_models(request: Request) -> Response:
-    return ok({"models": meta(request).list_models()})
-
-
-@requires("reader")
-async def model_versions(request: Request) -> Response:
-    name = _model(request)
-    return ok({"versions": meta(request).model_versions(name)})
-
-
-@requires("reader")
-async def model_version(request: Request) -> Response:
-    name = _model(request)
-    version = path_int(request, "version") if "version" in request.path_params else None
-    what = f"model {name!r} version {version}" if version is not None else f"model {name!r}"
-    return ok({"version": found(meta(request).model_version(name, version), what, "version")})
-
-
-#: Optional text fields of a model version and their longest values (None: any length).
-VERSION_TEXT = {"artifact_name": 255, "codec": 16, "dataset_hash": 255, "code_version": 64, "matinee_version": 64,
-                "package_versions": None, "metrics": None, "tags": None, "description": None, "user_name": 255}
-
-
-def _json_text(value: str | None, field: str, kind: type) -> None:
-    """A JSON-encoded field of a model version (``metrics``, ``tags``, ...) must decode, to the right kind."""
-    if value is None:
-        return
-    try:
-        decoded: Any = json.loads(value, parse_constant=_no_constant)
-    except (ValueError, RecursionError):
-        raise bad(field, f"must be JSON text (a {kind.__name__})") from None
-    if not isinstance(decoded, kind):
-        raise bad(field, f"must be JSON text of a {kind.__name__}")
-    if isinstance(decoded, dict):
-        values = list(decoded.values())
-        if field == "metrics" and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            raise bad(field, "must map names to numbers")
-        if field == "package_versions" and not all(isinstance(v, str) for v in values):
-            raise bad(field, "must map package names to version strings")
-    elif isinstance(decoded, list) and not all(isinstance(t, str) for t in decoded):
-        raise bad(field, "must be a list of strings")
-
-
-@requires("writer")
-async def add_model_version(request: Request) -> Response:
-    name = _model(request, new=True)
-    data = await body(request)
-    fields: dict[str, Any] = {}
-    for column in ("run_id", "task_id"):
-        fields[column] = integer(data.get(column), column, required=False)
-    fields["size"] = integer(data.get("size"), "size", required=False, high=MAX_INT)
-    fields["artifact_key"] = stored_key(data.get("artifact_key"), "artifact_key")
-    created = data.get("created_at")
-    fields["created_at"] = None if created is None else number(created, "created_at")
-    for column, longest in VERSION_TEXT.items():
-        fields[column] = text(data.get(column), column, required=False, empty=True, max_len=longest or 1 << 20)
-    for column, kind in (("metrics", dict), ("tags", list), ("package_versions", dict)):
-        _json_text(fields[column], column, kind)
-    if fields["run_id"] is not None:
-        found(meta(request).get_run(fields["run_id"]), f"run {fields['run_id']}", "run_id")
-    if fields["task_id"] is not None:
-        _task_of_run(request, fields["task_id"])
-    version = await write(meta(request).add_model_version, name, fields)
-    return ok({"name": name, "version": version}, 201)
-
-
-@requires("reader")
-async def model_aliases(request: Request) -> Response:
-    return ok({"aliases": meta(request).model_aliases(_model(request))})
-
-
-@requires("reader")
-async def model_alias(request: Request) -> Response:
-    name, alias = _model(request), _alias(request)
-    return ok({"alias": found(meta(request).model_alias(name, alias), f"alias {name}@{alias}", "alias")})
-
-
-@requires("reader")
-async def alias_history(request: Request) -> Response:
-    name = _model(request)
-    return ok({"history": meta(request).alias_history(name, query_text(request, "alias"))})
-
-
-@requires("admin")
-async def move_alias(request: Request) -> Response:
-    name, alias = _model(request), _alias(request, new=True)
-    data = await body(request)
-    version = integer(data.get("version"), "version", low=1)
-    expected = integer(data.get("expected"), "expected", required=False, low=1)
-    action = text(data.get("action", "move"), "action", max_len=16)
-    if not action.isascii() or not action.replace("_", "").isalpha() or action != action.lower() \
-            or action in ("rollback", "delete"):
-        raise bad("action", "must be a lowercase word (set, move, promote, ...); rollback and delete have routes")
-    user = text(data.get("user", principal_name(request)), "user", max_len=255)
-    target = f"{name}@{alias}"
-    try:
-        previous = await write(meta(request).move_alias, name, alias, version, action, user, expected)
-    except MatineeError as exc:
-        if isinstance(exc, ConflictError):
-            exc.fields["field"] = "expected"
-        await audit(request, "alias.move", target, outcome="refused", detail=exc.message)
-        raise
-    await audit(request, "alias.move", target, outcome="ok", detail=f"{previous} -> {version} by {user}")
-    return ok({"name": name, "alias": alias, "version": version, "previous": previous})
-
-
-@requires("admin")
-async def delete_alias(request: Request) -> Response:
-    name, alias = _model(request), _alias(request)
-    user = query_text(request, "user") or principal_name(request)
-    target = f"{name}@{alias}"
-    try:
-        previous = await write(meta(request).delete_alias, name, alias, user)
-    except MatineeError as exc:
-        await audit(request, "alias.delete", target, outcome="refused", detail=exc.message)
-        raise
-    await audit(request, "alias.delete", target, outcome="ok", detail=f"was {previous}, by {user}")
-    return ok({"name": name, "alias": alias, "previous": previous})
-
-
-@requires("admin")
-async def rollback_alias(request: Request) -> Response:
-    name, alias = _model(request), _alias(request)
-    data = await body(request)
-    user = text(data.get("user", principal_name(request)), "user", max_len=255)
-    target = f"{name}@{alias}"
-    try:
-        old, new = await write(meta(request).rollback_alias, name, alias, user)
-    except MatineeError as exc:
-        await audit(request, "alias.rollback", target, outcome="refused", detail=exc.message)
-        raise
-    await audit(request, "alias.rollback", target, outcome="ok", detail=f"{old} -> {new} by {user}")
-    return ok({"name": name, "alias": alias, "from": old, "to": new})
-
-
-# -- experiments and events --------------------------------------------------------------------------------
-def _events_path(request: Request) -> Path:
-    return Path(request.app.state.settings.home) / "events" / "events.db"
-
-
-@requires("reader")
-async def list_experiments(request: Request) -> Response:
-    from matinee.core.experiments.store import list_experiments as listed
-
-    status = query_text(request, "status")
-    found_ = await run_in_threadpool(listed, status)
-    return ok({"experiments": [e.as_dict() for e in found_]})
-
-
-@requires("reader")
-async def get_experiment(request: Request) -> Response:
-    from matinee.core.experiments.store import get_experiment as got
-
-    experiment = await write(got, str(text(request.path_params["name"], "name", max_len=255)), field="name")
-    return ok({"experiment": experiment.as_dict()})
-
-
-@requires("reader")
-async def experiment_analysis(request: Request) -> Response:
-    from matinee.core.experiments.analysis import analyze
-
-    name = str(text(request.path_params["name"], "name", max_len=255))
-    sequential = request.query_params.get("sequential", "0") in ("1", "true")
-    work = write(analyze, name, _events_path(request), sequential=sequential, field="name")
-    try:
-        analysis = await asyncio.wait_for(work, ANALYSIS_TIMEOUT)
-    except asyncio.TimeoutError:
-        raise HttpError(504, f"the analysis of {name!r} took over {ANALYSIS_TIMEOUT:.0f} s; "
-                             "run `matinee experiments analyze` instead", field="name") from None
-    return ok({"analysis": analysis.as_dict()})
-
-
-@requires("reader")
-async def list_events(request: Request) -> Response:
-    """The newest decisions or feedback events of the event log, filtered (:mod:`matinee.web.eventdata`)."""
-    from matinee.web.eventdata import recent_events
-
-    kind = query_text(request, "kind") or "decision"
-    if kind not in EVENT_KINDS:
-        raise bad("kind", "must be decision or feedback")
-    limit = query_int(request, "limit", 100, low=1, high=10_000)
-    filters = {name: value for name in ("endpoint", "model", "arm", "unit")
-               if (value := query_text(request, name)) is not None}
-    rows = await run_in_threadpool(recent_events, _events_path(request), kind, filters, limit)
-    return ok({"kind": kind, "events": rows or []})
-
-
-# -- tokens and the audit log -----------------------------------------------------------------------------
-def _token_row(row: dict[str, Any]) -> dict[str, Any]:
-    from matinee.web.auth import token_state
-
-    return {**{k: v for k, v in row.items() if k != "secret_hash"}, "state": token_state(row)}
-
-
-@requires("admin")
-async def list_tokens(request: Request) -> Response:
-    return ok({"tokens": [_token_row(t) for t in meta(request).list_tokens()]})
-
-
-@requires("admin")
-async def create_token(request: Request) -> Response:
-    from matinee.web.auth import check_role, check_token_name, parse_duration
-    from matinee.web.auth import create_token as created
-
-    data = await body(request)
-    name = check_token_name(text(data.get("name"), "name", max_len=64))
-    role = check_role(data.get("role"))
-    expires = parse_duration(text(data.get("expires"), "expires", required=False, max_len=40))
-    try:
-        token, row = await run_in_threadpool(created, meta(request), name, role, principal_name(request), expires)
-    except MatineeError as exc:
-        await audit(request, "token.create", name, outcome="refused", detail=exc.message)
-        raise
-    await audit(request, "token.create", name, outcome="ok", detail=f"role {role}")
-    return ok({"token": token, **_token_row(row)}, 201)
-
-
-@requires("admin")
-async def revoke_token(request: Request) -> Response:
-    name = str(text(request.path_params["name"], "name", max_len=200))
-    try:
-        row = await run_in_threadpool(meta(request).revoke_token, name)
-    except MatineeError as exc:
-        await audit(request, "token.revoke", name, outcome="refused", detail=exc.message)
-        raise
-    await audit(request, "token.revoke", name, outcome="ok")
-    return ok(_token_row(row))
-
-
-@requires("admin")
-async def audit_log(request: Request) -> Response:
-    outcome = query_text(request, "outcome")
-    rows = meta(request).audit_log(limit=query_int(request, "limit", 100, low=1, high=1000),
-                                   before=query_int(request, "before", None), outcome=outcome)
-    return ok({"entries": rows})
 
 
 # -- the table ------------------------------------------------------------------------------------------
