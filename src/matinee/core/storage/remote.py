@@ -49,7 +49,31 @@ _RETRYABLE = (http.client.RemoteDisconnected, http.client.CannotSendRequest, Bro
 
 
 def open_remote(settings: Settings) -> tuple[RemoteMetadataStore, RemoteBlobStore]:
-    """The metadata and blob stores of the server at ``settings.tracking_uri``, sharing one client."""
+    """The metadata and blob stores of the server at ``settings.tracking_uri``, sharing one client.
+
+    Parameters
+    ----------
+    settings
+        Settings with ``tracking_uri`` (``MATINEE_TRACKING_URI``) and, when the
+        server has access control on, ``token`` (``MATINEE_TOKEN``).
+
+    Returns
+    -------
+    tuple
+        ``(RemoteMetadataStore, RemoteBlobStore)``; nothing is sent until the first call.
+
+    Raises
+    ------
+    ConfigError
+        ``tracking_uri`` is not an ``http://`` or ``https://`` URL.
+
+    Examples
+    --------
+    >>> from matinee.config import load_settings
+    >>> meta, blobs = open_remote(load_settings(tracking_uri="http://127.0.0.1:5173"))
+    >>> blobs.url
+    'http://127.0.0.1:5173/api/v1/blobs'
+    """
     client = Client(str(settings.tracking_uri), getattr(settings, "token", None))
     return RemoteMetadataStore(client), RemoteBlobStore(client)
 
