@@ -466,10 +466,9 @@ def test_show_graph_in_the_terminal(shop: Path) -> None:
 
 
 # -- scale ---------------------------------------------------------------------------------------------
-def test_runs_page_stays_fast_with_10k_runs_and_20_metrics(home: Path) -> None:
-    """The issue's target: the runs page under 200 ms with 10k runs x 20 metrics (we render one page)."""
+def test_runs_page_pages_10k_runs_and_20_metrics(home: Path) -> None:
+    """At the issue's scale, one page of 50 is rendered, sorted right (its speed is in benchmarks/web)."""
     import random
-    import statistics
 
     from matinee.web.app import create_app
 
@@ -487,14 +486,9 @@ def test_runs_page_stays_fast_with_10k_runs_and_20_metrics(home: Path) -> None:
     with TestClient(create_app(), base_url="http://127.0.0.1") as c:
         for url in ("/runs", "/runs?sort=metric:m07", "/runs?sort=metric:m13&order=asc&page=40",
                     "/runs?flow=B&tag=y&user=bo&sort=metric:m03"):
-            assert c.get(url).status_code == 200
-            times = []
-            for _ in range(3):
-                began = time.perf_counter()
-                page = c.get(url).text
-                times.append(time.perf_counter() - began)
-            assert len(_run_ids(page)) == 50
-            assert statistics.median(times) < 0.2, (url, times)
+            page = c.get(url)
+            assert page.status_code == 200
+            assert len(_run_ids(page.text)) == 50
         top = c.get("/runs?sort=metric:m07").text
     values = [float(v) for v in re.findall(r'data-metric="m07">([0-9.]+)<', top)]
     assert values == sorted(values, reverse=True) and len(values) == 50
