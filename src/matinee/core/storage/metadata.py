@@ -444,7 +444,11 @@ class MetadataStore:
                 f"sort must be id, created, finished or metric:<name>, not {sort!r}", parameter="sort"
             )
         condition = " AND ".join(where)
-        total = int(self.db.query(f"SELECT COUNT(*) AS n FROM {source} WHERE {condition}", args)[0]["n"])
+        if len(where) == 1 and "metric" in args:  # no run filter: the metric's index alone counts
+            count = "SELECT COUNT(*) AS n FROM latest_metrics WHERE name = :metric"
+        else:
+            count = f"SELECT COUNT(*) AS n FROM {source} WHERE {condition}"
+        total = int(self.db.query(count, args)[0]["n"])
         rows = self._reap(self.db.query(
             f"SELECT {select} FROM {source} WHERE {condition} ORDER BY {ordering}"
             f" LIMIT {limit} OFFSET {offset}",
