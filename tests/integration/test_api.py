@@ -458,7 +458,12 @@ def test_the_remote_store_by_role(served: tuple[str, dict[str, str]]) -> None:
     rows, total = reader.search_runs(flow="F", sort="metric:m")
     assert total == 1 and rows[0]["sort_value"] == 9.0 and "metrics" not in rows[0]
     assert reader.latest_metrics([run_id]) == {run_id: {"m": 9.0}}
-    assert "m" in reader.metric_names() and reader.metric_names([run_id]) == ["m"]
+    writer.log_metrics([(run_id, None, "edge", 0, float("inf"), 1.0), (run_id, None, "edge", 1, -np.inf, 2.0)])
+    assert [r["value"] for r in reader.metrics(run_id, "edge")] == [float("inf"), float("-inf")]
+    assert reader.latest_metrics([run_id])[run_id]["edge"] == float("-inf")
+    with pytest.raises(ParameterError, match="points.0.value"):
+        writer.log_metrics([(run_id, None, "edge", 2, float("nan"), 3.0)])
+    assert "m" in reader.metric_names() and reader.metric_names([run_id]) == ["edge", "m"]
     assert reader.metric_names([424242]) == []
     version = writer.add_model_version("recs", {"run_id": run_id, "artifact_key": "b" * 64})
     with pytest.raises(ConfigError, match="MATINEE_TOKEN"):

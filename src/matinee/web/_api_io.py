@@ -213,17 +213,21 @@ def status_value(value: Any, field: str = "status") -> str:
 
 
 # -- responses ------------------------------------------------------------------------------
+#: How a float JSON cannot hold travels, both ways (a metric may be infinite; a stored value may be NaN).
+NON_FINITE = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
+
+
 def ok(data: Any, status: int = 200) -> Response:
     try:
         content = json.dumps(data, allow_nan=False, separators=(",", ":"))
-    except ValueError:  # a NaN or infinity stored somewhere: sent as null
+    except ValueError:  # an infinity (or NaN) stored somewhere: sent as "Infinity", "-Infinity", "NaN"
         content = json.dumps(_finite(data), separators=(",", ":"))
     return Response(content, status_code=status, media_type="application/json")
 
 
 def _finite(value: Any) -> Any:
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return value if math.isfinite(value) else ("NaN" if value != value else "Infinity" if value > 0 else "-Infinity")
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

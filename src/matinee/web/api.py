@@ -39,6 +39,7 @@ from matinee.web._api_io import (
     CHUNK,
     MAX_ID,
     MAX_INT,
+    NON_FINITE,
     PREFIX,
     bad,
     blobs,
@@ -272,7 +273,10 @@ async def log_metrics(request: Request) -> Response:
         if step is not None and (type(step) is not int or abs(step) > MAX_INT):
             integer(step, f"points.{i}.step", low=-MAX_INT, high=MAX_INT)
         if type(value) is not float or not math.isfinite(value):
-            value = number(value, f"points.{i}.value")
+            if value in ("Infinity", "-Infinity"):  # what JSON cannot hold travels as text
+                value = NON_FINITE[value]
+            else:
+                value = number(value, f"points.{i}.value")
         if ts is None:
             ts = now
         elif type(ts) is not float or not 0 <= ts < 1e11:

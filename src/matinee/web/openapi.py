@@ -66,7 +66,8 @@ COMPONENTS: dict[str, Schema] = {
     "ArtifactRef": obj({"key": STORED_KEY, "codec": {"type": "string", "minLength": 1, "maxLength": 16},
                         "size": SIZE}, ("key", "codec", "size"), closed=True),
     "Metric": obj({"task_id": nullable(ID), "name": {"type": "string"}, "step": nullable({"type": "integer"}),
-                   "value": {"type": ["number", "null"]}, "ts": TIME}, ("name", "value")),
+                   "value": {"anyOf": [{"type": "number"}, {"type": "string", "enum": ["Infinity", "-Infinity", "NaN"]}]},
+                   "ts": TIME}, ("name", "value")),
     "ModelVersion": obj({"name": {"type": "string"}, "version": {"type": "integer"}, "run_id": nullable(ID),
                          "artifact_key": nullable({"type": "string"}), "created_at": TIME},
                         ("name", "version")),
@@ -137,7 +138,9 @@ STRINGS: Schema = array({"type": "string", "minLength": 1, "maxLength": 255}, ma
 IDS: Schema = array(ID, maxItems=10_000)
 PARAMS: Schema = {"type": "object", "maxProperties": 100}
 POINT: Schema = {"type": "array", "prefixItems": [nullable(ID), NAME, nullable({"type": "integer"}),
-                                                   {"type": "number"}, nullable({"type": "number", "minimum": 0,
+                                                   {"anyOf": [{"type": "number"},
+                                                              {"type": "string", "enum": ["Infinity", "-Infinity"]}]},
+                                                   nullable({"type": "number", "minimum": 0,
                                                                                   "maximum": 1e10})],
                  "minItems": 5, "maxItems": 5}
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -217,13 +218,24 @@ def _or_none(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _number(value: Any) -> Any:
-    """A float for JSON (numpy scalars too); anything else as is, for the server to refuse by name."""
+    """A float for JSON (numpy scalars too; an infinity as its text); anything else as is, for the server to refuse."""
     if value is None or isinstance(value, bool):
         return value
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         return value
+    if math.isinf(number):
+        return "Infinity" if number > 0 else "-Infinity"
+    return "NaN" if math.isnan(number) else number  # NaN: refused by the server, naming the point
+
+
+def _float(value: Any) -> Any:
+    """A metric value as the server sent it, back to a float (``"Infinity"`` ...)."""
+    return _TEXT_FLOATS.get(value, value) if isinstance(value, str) else value
+
+
+_TEXT_FLOATS = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
 
 
 def _gc_only(what: str) -> NotSupportedError:
@@ -363,7 +375,7 @@ class RemoteMetadataStore:
         by_run: dict[int, list[list[Any]]] = {}
         for run_id, task_id, name, step, value, ts in rows:
             by_run.setdefault(run_id, []).append([
-                task_id, name, step, value if type(value) is float else _number(value),
+                task_id, name, step, value if type(value) is float and value - value == 0 else _number(value),
                 ts if type(ts) is float else _number(ts),
             ])
         for run_id, points in by_run.items():
@@ -372,11 +384,15 @@ class RemoteMetadataStore:
 
     def metrics(self, run_id: int, name: str | None = None) -> list[Row]:
         answer = _or_none(self.client.call, "GET", "runs", run_id, "metrics", query={"name": name})
-        return [] if answer is None else list(answer["metrics"])
+        rows = [] if answer is None else list(answer["metrics"])
+        for row in rows:
+            if isinstance(row["value"], str):
+                row["value"] = _float(row["value"])
+        return rows
 
     def latest_metrics(self, run_ids: Iterable[int]) -> dict[int, dict[str, float]]:
         answer = self.client.call("POST", "metrics", "latest", json_body={"run_ids": [int(r) for r in run_ids]})
-        return {int(k): v for k, v in answer["latest"].items()}
+        return {int(k): {name: _float(v) for name, v in values.items()} for k, values in answer["latest"].items()}
 
     def metric_names(self, run_ids: Iterable[int] | None = None) -> list[str]:
         body = {"run_ids": None if run_ids is None else [int(r) for r in run_ids]}
