@@ -367,12 +367,10 @@ def test_a_large_metric_batch_goes_in_several_requests(client: TestClient, serve
     url, tokens = served
     writer = RemoteMetadataStore(Client(url, tokens["writer"]))
     run_id = writer.create_run("Big", "u")
-    points = 120_000
-    started = time.perf_counter()
+    points = 120_000  # more than one request holds: the client splits the batch (its speed is in benchmarks/web)
     writer.log_metrics([(run_id, None, "x", i, float(i), 1.0) for i in range(points)])
-    elapsed = time.perf_counter() - started
-    assert len(writer.metrics(run_id, "x")) == points
-    assert points / elapsed > 5_000, elapsed  # far below the ~100k/s measured: only a gross regression fails
+    stored = writer.metrics(run_id, "x")
+    assert [row["step"] for row in stored] == list(range(points))
 
 
 # -- events, experiments, tokens ------------------------------------------------------------------------------

@@ -18,8 +18,6 @@ and JSON answers they share.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 import tempfile
 import time
@@ -164,16 +162,11 @@ async def create_run(request: Request) -> Response:
     user = text(data.get("user", principal_name(request)), "user", max_len=255)
     if args["origin_run_id"] is not None:
         found(meta(request).get_run(args["origin_run_id"]), f"run {args['origin_run_id']}", "origin_run_id")
-    if _takes_process(meta(request)):  # the client's process, so its run is reaped when that process dies
-        args["pid"] = integer(data.get("pid"), "pid", required=False, high=1 << 31)
-        args["hostname"] = text(data.get("hostname"), "hostname", required=False, max_len=255)
+    # the client's process, so its run is reaped when that process dies
+    args["pid"] = integer(data.get("pid"), "pid", required=False, high=1 << 31)
+    args["hostname"] = text(data.get("hostname"), "hostname", required=False, max_len=255)
     run_id = await write(meta(request).create_run, flow, user, **args)
     return ok({"run_id": run_id}, 201)
-
-
-@functools.cache
-def _takes_process(store: Any) -> bool:
-    return "pid" in inspect.signature(store.create_run).parameters
 
 
 def _params(value: Any, field: str = "params") -> dict[str, Any] | None:

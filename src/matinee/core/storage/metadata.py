@@ -54,7 +54,11 @@ class MetadataStore:
         tags: Iterable[str] = (),
         system_tags: Iterable[str] = (),
         params: Mapping[str, Any] | None = None,
+        pid: int | None = None,
+        hostname: str | None = None,
     ) -> int:
+        """A new running run; ``pid``/``hostname`` name the process that runs it (default: this one),
+        so a run whose process dies is reaped as failed (the server passes its remote client's)."""
         now = time.time()
         with self.db.transaction():
             run_id = self.db.insert(
@@ -62,7 +66,8 @@ class MetadataStore:
                 " code_hash, origin_run_id, executor, pid, hostname)"
                 " VALUES (:flow, :kind, :status, :user, :now, :now, :code, :origin, :executor, :pid, :host)",
                 dict(flow=flow_name, kind=kind, status=RUNNING, user=user, now=now, code=code_hash,
-                     origin=origin_run_id, executor=executor, pid=os.getpid(), host=HOSTNAME),
+                     origin=origin_run_id, executor=executor, pid=os.getpid() if pid is None else pid,
+                     host=hostname or (HOSTNAME if pid is None else None)),
             )
             self._add_tags(run_id, tags, system=False)
             self._add_tags(run_id, [f"user:{user}", *system_tags], system=True)
