@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import subprocess
 import sys
 import textwrap
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from _web_server import WebServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 REQUIRED = os.environ.get("MATINEE_REQUIRE_BROWSER") == "1"  # CI installs both: a skip there is a failure
@@ -82,24 +82,6 @@ def _env(home: Path) -> dict[str, str]:
     return {**env, "MATINEE_HOME": str(home), "MATINEE_USER": "tester"}
 
 
-def _first_line(process: subprocess.Popen[str], timeout: float = 30) -> str:
-    """The server's first line; the rest of its output is read (and dropped) so its pipe never fills."""
-    lines: queue.Queue[str] = queue.Queue()
-    assert process.stdout is not None
-    stdout = process.stdout
-
-    def drain() -> None:
-        for i, line in enumerate(stdout):
-            if i == 0:
-                lines.put(line)
-
-    threading.Thread(target=drain, daemon=True).start()
-    try:
-        return lines.get(timeout=timeout)
-    except queue.Empty:
-        raise AssertionError("matinee ui printed nothing within 30 s") from None
-
-
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     """Three Tune runs (alpha 0.2, 0.8, 0.5), a model with two versions (v1 champion), and `matinee ui` on them."""
@@ -119,20 +101,8 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     subprocess.run([sys.executable, "-c", register], env=env, check=True, timeout=60)
     shots = Path(os.environ.get("MATINEE_SCREENSHOTS") or tmp_path_factory.getbasetemp() / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen([sys.executable, "-m", "matinee.cli.main", "ui", "--port", "0"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        line = _first_line(process)
-        match = re.search(r"serving (http://127\.0\.0\.1:\d+)", line)
-        assert match, f"unexpected first line from matinee ui: {line!r}"
-        yield Dashboard(match.group(1), home, env, shots)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with WebServer(env, command="ui", log_path=folder / "ui.log") as server:
+        yield Dashboard(server.url, home, env, shots)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+import _web_server
 from matinee.core.artifacts.store import ArtifactStore
 from matinee.core.storage.blobs import open_blob_store
 from matinee.core.storage.metadata import MetadataStore
@@ -112,62 +110,9 @@ def seed(home: Path, *, tokens: bool = True, tags: tuple[str, ...] = ("nightly",
     return seeded
 
 
-class WebServer:
-    """``matinee server --host 127.0.0.1 --port 0`` over ``home``; the URL comes from its first line."""
+class WebServer(_web_server.WebServer):
+    """``matinee server --host 127.0.0.1 --port 0`` over ``home``, its log beside it."""
 
     def __init__(self, home: Path, *args: str) -> None:
+        super().__init__(env_for(home), *args, log_path=home.parent / f"server-{home.name}.log")
         self.home = home
-        self.args = list(args)
-        self.url = ""
-        self.first_line = ""
-        self.log_path = home.parent / f"server-{home.name}.log"
-        self.process: subprocess.Popen[str] | None = None
-
-    def __enter__(self) -> WebServer:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    def start(self, timeout: float = 30.0) -> WebServer:
-        command = [sys.executable, "-m", "matinee.cli.main", "server", "--host", "127.0.0.1", "--port", "0",
-                   *self.args]
-        with self.log_path.open("a") as log:
-            self.process = subprocess.Popen(command, env=env_for(self.home), stdout=subprocess.PIPE,
-                                            stderr=log, text=True)
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + timeout
-        line = self.process.stdout.readline()
-        if not line.startswith("matinee server: serving http://127.0.0.1:"):
-            self.stop()
-            raise AssertionError(f"unexpected first line {line!r}; log:\n{self.log()}")
-        self.first_line = line.strip()
-        self.url = line.split()[3]
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/api/v1/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.05)
-        self.stop()
-        raise AssertionError(f"server at {self.url} never answered; log:\n{self.log()}")
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text() if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self.process = None
