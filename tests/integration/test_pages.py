@@ -393,6 +393,16 @@ def test_bandits_page_summarises_reward_per_policy(client: TestClient, events: P
     assert "No decisions in the event log for endpoint nowhere" in client.get("/bandits?endpoint=nowhere").text
 
 
+def test_pages_of_live_data_reload_themselves(client: TestClient, events: Path) -> None:
+    """Bandits and events reload every LIVE_SECONDS (a link turns it off); finished runs do not."""
+    for url in ("/bandits", "/events"):
+        page = client.get(url).text
+        assert 'data-refresh="15"' in page and "live · 15 s" in page
+        assert "data-refresh" not in client.get(url + "?refresh=0").text
+    assert "data-refresh" not in client.get("/runs").text  # every run of the fixture has finished
+    assert "data-refresh" not in client.get("/models").text
+
+
 def test_events_page_filters(client: TestClient, events: Path) -> None:
     rows = re.findall(r"<code>(d\d+)</code>", client.get("/events?arm=champion&limit=5").text)
     assert len(rows) == 5 and all(int(r[1:]) % 2 for r in rows)
@@ -414,9 +424,10 @@ def test_experiment_page(client: TestClient, events: Path) -> None:
                                        endpoint="artwork"))
     assert "art-test" in client.get("/experiments").text
     draft = client.get("/experiments/art-test")
-    assert draft.status_code == 200 and "has not started" in draft.text
+    assert draft.status_code == 200 and "has not started" in draft.text and "data-refresh" not in draft.text
     experiment = start_experiment("art-test")
-    assert "no exposures yet" in client.get("/experiments/art-test").text
+    running = client.get("/experiments/art-test").text
+    assert "no exposures yet" in running and 'data-refresh="15"' in running  # live while it runs
     from matinee.core.events import EventLog
     from matinee.web import pages
 

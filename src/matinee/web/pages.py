@@ -37,6 +37,8 @@ HERE = Path(__file__).resolve().parent
 TEMPLATES, STATIC = HERE / "templates", HERE / "static"
 #: Runs per page by default, and at most.
 PER_PAGE, MAX_PER_PAGE = 50, 200
+#: How often pages showing live data (running runs and experiments, bandits, events) reload.
+LIVE_SECONDS = 15
 #: Metric columns on the runs page, tasks detailed and artifacts previewed on a run page.
 METRIC_COLUMNS, MAX_TASKS, MAX_PREVIEWS, MAX_LOGS = 16, 200, 60, 40
 #: Points of one metric series sent to a chart (longer series are thinned evenly).
@@ -93,9 +95,16 @@ def _size(n: int | None) -> str:
     return "" if n is None else size(int(n))
 
 
-def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    """Render ``template`` with the principal, the CSRF value and a query-string builder."""
+def render(request: Request, template: str, status: int = 200, refresh: int | None = None,
+           **context: Any) -> HTMLResponse:
+    """Render ``template`` with the principal, the CSRF value and a query-string builder.
+
+    ``refresh`` (seconds) makes the page reload itself while it shows live data
+    (app.js waits while the page is hidden or a field has focus); ``?refresh=0`` turns it off.
+    """
     query = dict(request.query_params)
+    if query.get("refresh") == "0":
+        refresh = None
 
     def qs(**changes: Any) -> str:
         merged = {**query, **changes}
@@ -103,7 +112,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
 
     html = _environment().get_template(template).render(
         request=request, path=request.url.path, principal=getattr(request.state, "principal", None),
-        csrf=getattr(request.state, "csrf", ""), qs=qs, **context,
+        csrf=getattr(request.state, "csrf", ""), qs=qs, refresh=refresh, **context,
     )
     return HTMLResponse(html, status_code=status)
 
@@ -208,7 +217,9 @@ async def runs_page(request: Request) -> Response:
     sort_metric = sort[7:] if sort.startswith("metric:") else None
     if sort_metric:
         columns = [sort_metric] + [c for c in columns if c != sort_metric]
-    return render(request, "runs.html", rows=rows, total=total, page=page, per=per,
+    live = any(r["status"] == "running" for r in rows)
+    return render(request, "runs.html", refresh=LIVE_SECONDS if live else None, rows=rows, total=total,
+                  page=page, per=per,
                   pages=max(1, math.ceil(total / per)), latest=latest, columns=columns[:METRIC_COLUMNS],
                   hidden_columns=max(0, len(columns) - METRIC_COLUMNS), all_metrics=meta.metric_names(),
                   flows=[r["flow_name"] for r in meta.list_flows()], filters=filters, sort=sort, order=order,
@@ -440,7 +451,8 @@ async def experiment_page(request: Request) -> Response:
                           for a in arms],
                  "effects": [{"label": f"{e['treatment']} vs {e['control']}: {e['metric']}", "diff": e["diff"],
                               "low": e["diff_low"], "high": e["diff_high"]} for e in analysis.effects]}
-    return render(request, "experiment.html", experiment=experiment, analysis=analysis, empty=empty, arms=arms,
+    return render(request, "experiment.html", refresh=LIVE_SECONDS if experiment.status == "running" else None,
+                  experiment=experiment, analysis=analysis, empty=empty, arms=arms,
                   metric_names=metric_names, chart=_clean(chart))
 
 
@@ -497,7 +509,7 @@ async def bandits_page(request: Request) -> Response:
     endpoint = (request.query_params.get("endpoint") or "").strip() or None
     store = _store(request)
     summary = await run_in_threadpool(_bandits, store, since, endpoint)
-    return render(request, "bandits.html", summary=summary, chart=_clean(summary),
+    return render(request, "bandits.html", refresh=LIVE_SECONDS, summary=summary, chart=_clean(summary),
                   log=str(log_path(store.settings.home)), since=request.query_params.get("since") or "",
                   endpoint=endpoint or "")
 
@@ -512,7 +524,7 @@ async def events_page(request: Request) -> Response:
     filters = {k: q[k].strip() for k in EVENT_FILTERS if q.get(k, "").strip()}
     store = _store(request)
     rows = await run_in_threadpool(recent_events, log_path(store.settings.home), kind, filters, limit)
-    return render(request, "events.html", rows=rows, kind=kind, limit=limit, filters=filters,
+    return render(request, "events.html", refresh=LIVE_SECONDS, rows=rows, kind=kind, limit=limit, filters=filters,
                   filter_names=list(EVENT_FILTERS), log=str(log_path(store.settings.home)))
 
 

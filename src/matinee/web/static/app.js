@@ -147,8 +147,23 @@
     });
   }
 
+  function liveRefresh() {
+    var seconds = parseInt(document.body.dataset.refresh || "0", 10);
+    if (!seconds) { return; }
+    function tick() {
+      var active = document.activeElement;
+      if (document.hidden || (active && active.matches("input, select, textarea"))) {
+        window.setTimeout(tick, seconds * 1000);  // not while hidden or while someone types
+        return;
+      }
+      window.location.reload();
+    }
+    window.setTimeout(tick, seconds * 1000);
+  }
+
   function start() {
     confirmations();
+    liveRefresh();
     if (!window.Plotly) { return; }
     document.querySelectorAll(".charts[data-series]").forEach(metricCharts);
     document.querySelectorAll(".chart[data-effects]").forEach(effectsChart);
