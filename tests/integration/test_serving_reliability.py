@@ -507,7 +507,7 @@ def test_sigterm_under_load_drains_flushes_and_exits_0(home: Path, tmp_path: Pat
     missing = acked - logged_decisions(home)
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged decisions not in the log"
     assert code == 0, f"exit code {code} after {waited:.1f}s; output:\n{output[-3000:]}"
-    assert waited < 5.0, f"took {waited:.1f}s to exit"
+    assert waited < 12.0, f"took {waited:.1f}s to exit"  # catches a hang, not slowness on a loaded machine
     assert "Traceback" not in output, output[-3000:]
 
 
