@@ -203,7 +203,7 @@ def test_hot_swap_without_a_failed_request() -> None:
             await asyncio.gather(*workers)
             assert failures == []
             assert seen[0] == 1 and seen[-1] == 2
-            assert waited < 2 * 0.1 + 1.0
+            assert waited < 2.5  # a few polls (0.1 s each) and a model load, with room for a loaded machine
             last_old = max(i for i, v in enumerate(seen) if v == 1)
             first_new = seen.index(2)
             assert last_old < first_new + 8  # only requests already running finish on the old version

@@ -5,6 +5,7 @@ The tests taking ``engine`` run on SQLite and on PostgreSQL (an empty database e
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sqlite3
@@ -133,6 +134,39 @@ def test_downgrade_to_base_then_upgrade_again(engine: Engine) -> None:
         assert differences(connection) == []
         assert current_revision(connection) == SCHEMA_REVISION
         assert connection.exec_driver_sql("SELECT COUNT(*) FROM runs").scalar() == 0
+
+
+def test_a_0004_database_with_metrics_migrates_and_then_takes_nan(engine: Engine) -> None:
+    """0005 keeps every point and index of a database at 0004, and its value columns take NULL (NaN)."""
+    from matinee.core.storage.metadata import MetadataStore
+
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0004")
+        connection.exec_driver_sql(
+            "INSERT INTO runs (flow_name, status, user_name, created_at) VALUES ('F', 'completed', 'u', 0)"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO metrics (run_id, task_id, name, step, value, ts)"
+            " VALUES (1, NULL, 'loss', 0, 0.5, 1), (1, NULL, 'loss', 1, 0.25, 2)"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO latest_metrics (run_id, name, step, value, ts) VALUES (1, 'loss', 1, 0.25, 2)"
+        )
+    with engine.begin() as connection:
+        migrate(connection)
+    with engine.connect() as connection:
+        assert differences(connection) == []
+        assert current_revision(connection) == SCHEMA_REVISION
+    url = engine.url.render_as_string(hide_password=False).replace("postgresql+psycopg://", "postgresql://")
+    meta = MetadataStore.open(url)
+    try:
+        assert [(r["step"], r["value"]) for r in meta.metrics(1)] == [(0, 0.5), (1, 0.25)]
+        meta.log_metrics([(1, None, "loss", 2, float("nan"), 3.0)])
+        values = [r["value"] for r in meta.metrics(1)]
+        assert values[:2] == [0.5, 0.25] and math.isnan(values[2])
+        assert math.isnan(meta.latest_metrics([1])[1]["loss"])
+    finally:
+        meta.close()
 
 
 def test_the_code_expects_the_newest_migration() -> None:

@@ -151,7 +151,9 @@ def test_the_log_is_a_valid_uniform_log_for_off_policy_evaluation(env):
 
 def test_the_loop_costs_little_next_to_the_policy(env):
     result = simulate(UniformRandom(random_state=0), env, rounds=100_000, batch_size=1_000, seed=0, keep_log=False)
-    assert result.seconds < 2.0  # environment, bookkeeping and a trivial policy: 100 batches
+    # environment, bookkeeping and a trivial policy: 100 batches take about a second; this catches a
+    # loop that went quadratic, not a slow machine (the speed is in benchmarks/artwork)
+    assert result.policy_seconds <= result.seconds < 30.0
 
 
 def test_concat_joins_batches_and_refuses_mismatched_logs():
