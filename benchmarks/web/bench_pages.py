@@ -140,7 +140,11 @@ def explain(home: Path, metric: str) -> str:
     db = sqlite3.connect(f"file:{home / 'matinee.db'}?mode=ro", uri=True)
     queries = {
         "top 10 by metric (rows)": "SELECT r.*, lm.value FROM runs r JOIN latest_metrics lm ON lm.run_id = r.id"
-                                   " AND lm.name = ? WHERE 1 = 1 ORDER BY lm.value DESC, r.id DESC LIMIT 10",
+                                   " AND lm.name = ? WHERE 1 = 1 AND lm.value IS NOT NULL"
+                                   " ORDER BY lm.value DESC, r.id DESC LIMIT 10",
+        "top 10 by metric (NaN runs, read when the page reaches past the numbers)":
+            "SELECT r.*, lm.value FROM runs r JOIN latest_metrics lm ON lm.run_id = r.id"
+            " AND lm.name = ? WHERE 1 = 1 AND lm.value IS NULL ORDER BY r.id DESC LIMIT 10",
         "top 10 by metric (count)": "SELECT COUNT(*) FROM runs r JOIN latest_metrics lm ON lm.run_id = r.id"
                                     " AND lm.name = ? WHERE 1 = 1",
         "top 10 by metric (count without a run filter, latest_metrics alone)":

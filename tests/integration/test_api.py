@@ -9,6 +9,7 @@ client store against ``matinee server`` with tokens of each role.
 from __future__ import annotations
 
 import json
+import math
 import socket
 import subprocess
 import sys
@@ -154,11 +155,37 @@ def test_bad_metric_points_name_the_field(client: TestClient, points: Any, field
     assert client.get(f"/api/v1/runs/{run_id}/metrics").json()["metrics"] == []
 
 
-def test_a_non_finite_metric_is_refused(client: TestClient) -> None:
+def test_a_bare_nan_literal_is_not_json(client: TestClient) -> None:
     run_id = new_run(client)
     answer = client.post(f"/api/v1/runs/{run_id}/metrics", content=b'{"points": [[null, "x", 0, NaN, null]]}',
                          headers=JSON)
     assert answer.status_code == 400 and error_field(answer) == "body"
+
+
+def test_nan_and_infinities_round_trip_as_text(client: TestClient) -> None:
+    """A diverged metric is logged as "NaN" (and "Infinity", "-Infinity") and read back the same way."""
+    run_id = new_run(client)
+    points = [[None, "loss", 0, 0.5, None], [None, "loss", 1, "Infinity", None], [None, "loss", 2, "NaN", None],
+              [None, "grad", 0, "-Infinity", None]]
+    assert client.post(f"/api/v1/runs/{run_id}/metrics", json={"points": points}).json()["logged"] == 4
+    answer = client.get(f"/api/v1/runs/{run_id}/metrics", params={"name": "loss"})
+    assert json.loads(answer.text, parse_constant=refuse) and [m["value"] for m in answer.json()["metrics"]] == [
+        0.5, "Infinity", "NaN"]
+    assert client.get(f"/api/v1/runs/{run_id}").json()["metrics"] == {"grad": "-Infinity", "loss": "NaN"}
+    latest = client.post("/api/v1/metrics/latest", json={"run_ids": [run_id]}).json()["latest"]
+    assert latest == {str(run_id): {"grad": "-Infinity", "loss": "NaN"}}
+    other = new_run(client)
+    client.post(f"/api/v1/runs/{other}/metrics", json={"points": [[None, "loss", 0, 9.0, None]]})
+    for order in ("desc", "asc"):
+        runs = client.get("/api/v1/runs", params={"sort": "metric:loss", "order": order}).json()["runs"]
+        assert [(r["id"], r["sort_value"]) for r in runs] == [(other, 9.0), (run_id, "NaN")]
+        assert runs[1]["metrics"]["loss"] == "NaN"
+    bad_value = client.post(f"/api/v1/runs/{run_id}/metrics", json={"points": [[None, "loss", 3, "nan", None]]})
+    assert bad_value.status_code == 400 and error_field(bad_value) == "points.0.value"
+
+
+def refuse(name: str) -> None:
+    raise AssertionError(f"{name} in a JSON answer")
 
 
 @pytest.mark.parametrize("body, headers, status, field", [
@@ -459,9 +486,14 @@ def test_the_remote_store_by_role(served: tuple[str, dict[str, str]]) -> None:
     writer.log_metrics([(run_id, None, "edge", 0, float("inf"), 1.0), (run_id, None, "edge", 1, -np.inf, 2.0)])
     assert [r["value"] for r in reader.metrics(run_id, "edge")] == [float("inf"), float("-inf")]
     assert reader.latest_metrics([run_id])[run_id]["edge"] == float("-inf")
+    writer.log_metrics([(run_id, None, "edge", 2, float("nan"), 3.0), (run_id, None, "diverged", 0, np.nan, 1.0)])
+    assert math.isnan(reader.metrics(run_id, "edge")[2]["value"])
+    assert math.isnan(reader.latest_metrics([run_id])[run_id]["edge"])
+    rows, _ = reader.search_runs(sort="metric:diverged")
+    assert [r["id"] for r in rows] == [run_id] and math.isnan(rows[0]["sort_value"])
     with pytest.raises(ParameterError, match="points.0.value"):
-        writer.log_metrics([(run_id, None, "edge", 2, float("nan"), 3.0)])
-    assert "m" in reader.metric_names() and reader.metric_names([run_id]) == ["edge", "m"]
+        writer.log_metrics([(run_id, None, "edge", 3, "high", 3.0)])
+    assert "m" in reader.metric_names() and reader.metric_names([run_id]) == ["diverged", "edge", "m"]
     assert reader.metric_names([424242]) == []
     version = writer.add_model_version("recs", {"run_id": run_id, "artifact_key": "b" * 64})
     with pytest.raises(ConfigError, match="MATINEE_TOKEN"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -597,6 +598,38 @@ def test_markup_in_a_run_name_renders_as_text(home: Path) -> None:
         assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "&lt;i&gt;p&lt;/i&gt;" in pages[1] and "&lt;u&gt;v&lt;/u&gt;" in pages[1]
     assert "\\u003cs\\u003em\\u003c/s\\u003e" in pages[1]  # the metric's name inside the chart data, JSON-escaped
+
+
+def test_a_diverged_run_renders_nan_and_its_chart_data_stays_json(home: Path) -> None:
+    import matinee
+    from matinee.web.app import create_app
+
+    with matinee.start_run("diverging") as run:
+        for step, loss in enumerate([1.0, 0.5, math.inf, math.nan]):
+            run.log_metric("loss", loss, step=step)
+        run.log_metric("grad", -math.inf)
+    with matinee.start_run("fine") as other:
+        other.log_metric("loss", 0.25, step=0)
+        other.log_metric("loss", 0.2, step=1)
+
+    def blocks(page: str) -> list[Any]:
+        found = re.findall(r'<script type="application/json" id="[^"]+">(.*?)</script>', page, re.S)
+        assert found
+        return [json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in a JSON block")) for text in found]
+
+    with TestClient(create_app(), base_url="http://127.0.0.1") as c:
+        detail = c.get(f"/runs/{run.id}")
+        assert detail.status_code == 200
+        assert blocks(detail.text)[0]["loss"] == {"x": [0, 1, 2, 3], "y": [1.0, 0.5, None, None]}  # gaps
+        latest = _main(detail)
+        assert re.search(r"<th>loss</th><td class=\"num\">nan</td>", latest)
+        assert re.search(r"<th>grad</th><td class=\"num\">-inf</td>", latest)
+        for order in ("desc", "asc"):
+            page = c.get(f"/runs?sort=metric:loss&order={order}")
+            assert page.status_code == 200 and _run_ids(page.text) == [other.id, run.id]  # NaN last either way
+        compare = c.get(f"/compare?runs={run.id},{other.id}")
+        assert compare.status_code == 200 and ">nan<" in compare.text
+        assert blocks(compare.text)[0]["loss"][f"diverging/{run.id}"]["y"][-1] is None
 
 
 def test_bandits_page_shows_the_training_runs_off_policy_estimates(home: Path) -> None:

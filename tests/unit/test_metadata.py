@@ -13,6 +13,7 @@ not collected. The
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sqlite3
@@ -298,10 +299,23 @@ def test_metrics_are_stored_in_order_per_name(meta: MetadataStore) -> None:
     assert meta.metrics(meta.create_run("G", "u")) == []
 
 
+def test_nan_and_infinities_round_trip(meta: MetadataStore) -> None:
+    run_id = meta.create_run("F", "u")
+    meta.log_metrics([(run_id, None, "loss", 0, 0.5, 1.0), (run_id, None, "loss", 1, math.inf, 2.0),
+                      (run_id, None, "loss", 2, -math.inf, 3.0), (run_id, None, "loss", 3, math.nan, 4.0)])
+    values = [m["value"] for m in meta.metrics(run_id, "loss")]
+    assert values[:3] == [0.5, math.inf, -math.inf] and math.isnan(values[3]) and type(values[3]) is float
+    assert math.isnan(meta.latest_metrics([run_id])[run_id]["loss"])
+    meta.log_metrics([(run_id, None, "loss", 4, -math.inf, 5.0)])
+    assert meta.latest_metrics([run_id])[run_id]["loss"] == -math.inf
+    rows, total = meta.search_runs(sort="metric:loss")
+    assert total == 1 and rows[0]["sort_value"] == -math.inf
+
+
 def test_a_failed_metric_batch_stores_nothing(meta: MetadataStore) -> None:
     run_id = meta.create_run("F", "u")
-    # the database refuses a missing value; a server refuses it before, naming the point (points.1.value)
-    with pytest.raises(ParameterError if is_remote(meta) else StorageError):
+    # a missing value is refused (NULL stands for NaN); a server refuses it before, naming the point (points.1.value)
+    with pytest.raises(ParameterError):
         meta.log_metrics([(run_id, None, "ok", 0, 1.0, 1.0), (run_id, None, "bad", 0, None, 1.0)])  # type: ignore[list-item]
     assert meta.metrics(run_id) == []
 

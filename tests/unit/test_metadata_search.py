@@ -5,6 +5,7 @@ Every test runs on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,6 +87,33 @@ def test_search_sorts_by_a_metric_and_pages(meta: MetadataStore) -> None:
     assert other not in [r["id"] for r in meta.search_runs(sort="metric:ndcg", limit=100)[0]]
     assert meta.search_runs(sort="metric:missing") == ([], 0)
     assert [r["id"] for r in meta.search_runs(sort="created", order="asc", limit=2)[0]] == ids[:2]
+
+
+def test_nan_and_infinities_round_trip_and_nan_sorts_after_every_number(meta: MetadataStore) -> None:
+    nan, inf = math.nan, math.inf
+    values = [2.0, nan, -inf, inf, nan, 0.5]
+    ids = [meta.create_run("Train", "u") for _ in values]
+    meta.log_metrics([(run, None, "loss", 0, value, 1.0) for run, value in zip(ids, values, strict=True)])
+    meta.log_metrics([(ids[0], None, "loss", -1, nan, 0.5)])  # an earlier step: not the latest
+    read = [r["value"] for r in meta.metrics(ids[0], "loss")]
+    assert read[0] == 2.0 and math.isnan(read[1])
+    assert [meta.latest_metrics([run])[run]["loss"] for run in (ids[2], ids[3])] == [-inf, inf]
+    assert math.isnan(meta.latest_metrics([ids[1]])[ids[1]]["loss"])
+
+    def order(**kwargs: object) -> list[int]:
+        return [r["id"] for r in meta.search_runs(sort="metric:loss", **kwargs)[0]]  # type: ignore[arg-type]
+
+    numbers_down, numbers_up = [ids[3], ids[0], ids[5], ids[2]], [ids[2], ids[5], ids[0], ids[3]]
+    assert order() == [*numbers_down, ids[4], ids[1]]  # NaN last in either order, newest first when desc
+    assert order(order="asc") == [*numbers_up, ids[1], ids[4]]
+    rows, total = meta.search_runs(sort="metric:loss", limit=3, offset=2)
+    assert total == 6 and [r["id"] for r in rows] == [ids[5], ids[2], ids[4]]
+    assert math.isnan(rows[2]["sort_value"]) and rows[1]["sort_value"] == -inf
+    assert order(offset=5) == [ids[1]] and order(offset=4, order="asc") == [ids[1], ids[4]]
+    assert order(offset=6) == [] and order(offset=3, limit=1) == [ids[2]]
+    assert order(flow="Train", limit=100, order="asc") == [*numbers_up, ids[1], ids[4]]
+    meta.log_metrics([(ids[1], None, "loss", 1, 9.0, 2.0)])  # a later number replaces the NaN
+    assert order(limit=2) == [ids[3], ids[1]]  # after +inf
 
 
 @pytest.mark.parametrize(("kwargs", "field"), [

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import subprocess
 import sys
 import textwrap
@@ -112,7 +115,6 @@ def test_numbers_of_any_real_type_are_stored_as_floats(meta: MetadataStore, run_
         ("loss", None, None, "metric 'loss' must be a number, not NoneType None"),
         ("loss", Decimal("0.5"), None, "metric 'loss' must be a number, not Decimal"),
         ("loss", 1 + 2j, None, "metric 'loss' must be a number, not complex"),
-        ("loss", float("nan"), None, "metric 'loss' is NaN"),
         ("loss", 0.5, 1.5, "the step of metric 'loss' must be a whole number, not 1.5"),
         ("loss", 0.5, "3", "the step of metric 'loss' must be a whole number, not '3'"),
         ("loss", 0.5, True, "the step of metric 'loss' must be a whole number, not True"),
@@ -155,14 +157,29 @@ def test_a_rejected_batch_records_none_of_its_points(meta: MetadataStore, run_id
     assert stored(meta, run_id) == [("ok", None, 1.0)]
 
 
-def test_a_nan_does_not_cost_the_rest_of_the_batch(meta: MetadataStore, run_id: int) -> None:
-    buffer = MetricBuffer(meta, run_id)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_meta(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetadataStore]:
+    url = f"sqlite:///{tmp_path / 'meta.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    store = MetadataStore.open(url)
+    yield store
+    store.close()
+
+
+def test_nan_and_infinities_are_recorded_and_read_back(any_meta: MetadataStore) -> None:
+    """A diverged loss is logged, not refused: NaN (float or numpy) and both infinities round trip."""
+    run_id = any_meta.create_run("Tracked", "u", kind="tracking")
+    buffer = MetricBuffer(any_meta, run_id)
     buffer.log_metric("loss", 1.0, step=0)
-    with pytest.raises(ParameterError):
-        buffer.log_metric("loss", float("nan"), step=1)
-    buffer.log_metric("loss", 0.5, step=2)
+    buffer.log_metric("loss", float("nan"), step=1)
+    buffer.log_metrics({"loss": np.float32("nan"), "grad": math.inf}, step=2)
+    buffer.log_batch([("grad", -math.inf, 3), ("grad", np.float64("inf"), 4)])
     buffer.flush()
-    assert stored(meta, run_id) == [("loss", 0, 1.0), ("loss", 2, 0.5)]
+    loss, grad = stored(any_meta, run_id, "loss"), stored(any_meta, run_id, "grad")
+    assert loss[0] == ("loss", 0, 1.0) and [s for _, s, _ in loss] == [0, 1, 2]
+    assert all(type(v) is float and math.isnan(v) for _, _, v in loss[1:])
+    assert grad == [("grad", 2, math.inf), ("grad", 3, -math.inf), ("grad", 4, math.inf)]
+    latest = any_meta.latest_metrics([run_id])[run_id]
+    assert math.isnan(latest["loss"]) and latest["grad"] == math.inf
 
 
 # -- start_run ------------------------------------------------------------------------
@@ -184,6 +201,26 @@ def test_start_run_completes_on_a_clean_exit() -> None:
     assert meta.run_params(run.id) == {"lr": 0.1, "layers": [8, 4], "batch": 32}
     assert {t["tag"] for t in meta.run_tags(run.id)} == {"sweep", "v2", "best", "user:tester", "kind:tracking"}
     assert [m["value"] for m in meta.metrics(run.id, "loss")] == [1.0, 0.5, 1.0 / 3]
+
+
+def test_a_diverged_run_reads_back_nan_through_the_client_and_the_cli() -> None:
+    from click.testing import CliRunner
+
+    from matinee.cli.main import cli
+
+    with matinee.start_run("diverging") as run:
+        for step, loss in enumerate([0.5, math.inf, math.nan]):
+            run.log_metric("loss", loss, step=step)
+    series = matinee.Run(f"diverging/{run.id}").metric("loss")
+    assert series.values[:2] == [0.5, math.inf] and math.isnan(series.values[2])
+    assert math.isnan(series.last)  # type: ignore[arg-type]
+    table = CliRunner().invoke(cli, ["metrics", f"diverging/{run.id}"])
+    assert table.exit_code == 0, table.output
+    assert "nan" in table.output and "0.5" in table.output  # last nan; min and max of the numbers: 0.5, inf
+    points = CliRunner().invoke(cli, ["metrics", f"diverging/{run.id}", "--name", "loss"])
+    assert re.findall(r"\b(0\.5|inf|nan)\b", points.output) == ["0.5", "inf", "nan"]
+    summary = json.loads(CliRunner().invoke(cli, ["metrics", f"diverging/{run.id}", "--json"]).output)
+    assert {k: summary[0][k] for k in ("last", "min", "max")} == {"last": "NaN", "min": 0.5, "max": "Infinity"}
 
 
 def test_start_run_fails_with_the_error_when_the_block_raises() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -137,9 +138,16 @@ def metric_rows(pathspec: str, name: str | None) -> list[dict[str, Any]]:
             raise NotFoundError(f"run {run.pathspec} has no metric {name!r}; it has: {', '.join(run.metrics) or 'none'}")
         return [{"step": s, "value": v, "time": when(t)} for s, v, t in zip(series.steps, series.values, series.timestamps, strict=True)]
     return [
-        {"name": n, "points": len(s), "last": s.last, "min": min(s.values), "max": max(s.values), "last_step": s.steps[-1]}
+        {"name": n, "points": len(s), "last": s.last, "min": _extreme(min, s.values), "max": _extreme(max, s.values),
+         "last_step": s.steps[-1]}
         for n, s in sorted(run.metrics.items())
     ]
+
+
+def _extreme(pick: Any, values: list[float]) -> float:
+    """``min`` or ``max`` of the numbers among ``values`` (NaN points skipped); NaN when all are NaN."""
+    numbers = [v for v in values if v == v]
+    return pick(numbers) if numbers else math.nan
 
 
 def run_graph(pathspec: str) -> dict[str, Any]:

@@ -213,7 +213,7 @@ def status_value(value: Any, field: str = "status") -> str:
 
 
 # -- responses ------------------------------------------------------------------------------
-#: How a float JSON cannot hold travels, both ways (a metric may be infinite; a stored value may be NaN).
+#: How a float JSON cannot hold travels, both ways (a metric may be NaN or infinite).
 NON_FINITE = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
 
 

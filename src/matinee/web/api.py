@@ -248,7 +248,10 @@ async def list_flows(request: Request) -> Response:
 # -- metrics -------------------------------------------------------------------------------------
 @requires("writer")
 async def log_metrics(request: Request) -> Response:
-    """``{"points": [[task_id, name, step, value, ts], ...]}``; ``ts`` may be null (now)."""
+    """``{"points": [[task_id, name, step, value, ts], ...]}``; ``ts`` may be null (now).
+
+    ``value`` is a number or ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (JSON has no such numbers).
+    """
     run_id = await _existing_run(request)
     points = (await body(request)).get("points")
     if not isinstance(points, list):
@@ -266,7 +269,7 @@ async def log_metrics(request: Request) -> Response:
         if step is not None and (type(step) is not int or abs(step) > MAX_INT):
             integer(step, f"points.{i}.step", low=-MAX_INT, high=MAX_INT)
         if type(value) is not float or not math.isfinite(value):
-            if value in ("Infinity", "-Infinity"):  # what JSON cannot hold travels as text
+            if isinstance(value, str) and value in NON_FINITE:  # what JSON cannot hold travels as text
                 value = NON_FINITE[value]
             else:
                 value = number(value, f"points.{i}.value")

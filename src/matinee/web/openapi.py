@@ -24,6 +24,8 @@ TEXT: Schema = {"type": ["string", "null"], "maxLength": 1_000_000}
 KEY: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 TIME: Schema = {"type": "number"}
 STATUS: Schema = {"type": "string", "enum": ["running", "completed", "failed"]}
+#: A metric value: a number, or what JSON cannot hold as its text (a diverged loss is NaN), both ways.
+METRIC_VALUE: Schema = {"anyOf": [{"type": "number"}, {"type": "string", "enum": ["Infinity", "-Infinity", "NaN"]}]}
 ANY: Schema = {}
 
 
@@ -56,7 +58,8 @@ COMPONENTS: dict[str, Schema] = {
                 "heartbeat_at": nullable(TIME), "code_hash": nullable({"type": "string"}),
                 "origin_run_id": nullable(ID), "executor": nullable({"type": "string"}),
                 "error": nullable({"type": "string"}), "tags": array({"type": "string"}),
-                "metrics": {"type": "object", "additionalProperties": {"type": ["number", "null"]}}},
+                "metrics": {"type": "object", "additionalProperties": METRIC_VALUE},
+                "sort_value": METRIC_VALUE},
                ("id", "flow_name", "status")),
     "Tag": obj({"tag": {"type": "string"}, "system": {"type": "integer"}}, ("tag", "system")),
     "Task": obj({"id": ID, "run_id": ID, "step_name": {"type": "string"}, "status": STATUS,
@@ -66,7 +69,7 @@ COMPONENTS: dict[str, Schema] = {
     "ArtifactRef": obj({"key": STORED_KEY, "codec": {"type": "string", "minLength": 1, "maxLength": 16},
                         "size": SIZE}, ("key", "codec", "size"), closed=True),
     "Metric": obj({"task_id": nullable(ID), "name": {"type": "string"}, "step": nullable({"type": "integer"}),
-                   "value": {"anyOf": [{"type": "number"}, {"type": "string", "enum": ["Infinity", "-Infinity", "NaN"]}]},
+                   "value": METRIC_VALUE,
                    "ts": TIME}, ("name", "value")),
     "ModelVersion": obj({"name": {"type": "string"}, "version": {"type": "integer"}, "run_id": nullable(ID),
                          "artifact_key": nullable({"type": "string"}), "created_at": TIME},
@@ -137,9 +140,7 @@ NEW_ALIAS = p("alias", {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_.-]{0,
 STRINGS: Schema = array({"type": "string", "minLength": 1, "maxLength": 255}, maxItems=100)
 IDS: Schema = array(ID, maxItems=10_000)
 PARAMS: Schema = {"type": "object", "maxProperties": 100}
-POINT: Schema = {"type": "array", "prefixItems": [nullable(ID), NAME, nullable({"type": "integer"}),
-                                                   {"anyOf": [{"type": "number"},
-                                                              {"type": "string", "enum": ["Infinity", "-Infinity"]}]},
+POINT: Schema = {"type": "array", "prefixItems": [nullable(ID), NAME, nullable({"type": "integer"}), METRIC_VALUE,
                                                    nullable({"type": "number", "minimum": 0,
                                                                                   "maximum": 1e10})],
                  "minItems": 5, "maxItems": 5}

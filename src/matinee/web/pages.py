@@ -456,6 +456,11 @@ async def experiment_page(request: Request) -> Response:
                   metric_names=metric_names, chart=_clean(chart))
 
 
+def _or_low(value: Any) -> float:
+    """A value to sort by, best first: a missing or NaN estimate goes last."""
+    return value if isinstance(value, (int, float)) and value == value else -math.inf
+
+
 def _clean(value: Any) -> Any:
     """JSON-ready: NaN and infinities become None."""
     if isinstance(value, float):
@@ -493,7 +498,7 @@ def _bandits(store: Store, since: float | None, endpoint: str | None) -> dict[st
         run = store.metadata.get_run(run_id)
         if estimates and run is not None:
             estimators = sorted({e for by in estimates.values() for e in by}, key=lambda e: (e != "dr", e))
-            rows = sorted(estimates.items(), key=lambda kv: -(kv[1].get("dr", {}).get("value") or -math.inf))
+            rows = sorted(estimates.items(), key=lambda kv: -_or_low(kv[1].get("dr", {}).get("value")))
             summary["ope"].append({"run_id": run_id, "run": f"{run['flow_name']}/{run_id}",
                                    "estimators": estimators, "policies": [{"policy": p, "estimates": e}
                                                                           for p, e in rows]})

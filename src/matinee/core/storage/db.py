@@ -36,7 +36,7 @@ from typing import Any, Protocol
 from matinee.errors import ConfigError, StorageError, missing_extra
 
 #: The Alembic head revision this code expects; SQLite mirrors it in ``PRAGMA user_version``.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 SCHEMA_VERSION = int(SCHEMA_REVISION)
 
 Row = dict[str, Any]

@@ -9,6 +9,7 @@ so nothing above this module knows which database it talks to.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import socket
@@ -328,11 +329,16 @@ class MetadataStore:
         crash of the database server itself -- not of the process logging -- can
         lose the last fraction of a second of batches, which is what SQLite in WAL
         mode with ``synchronous = NORMAL`` promises too (on power loss).
+
+        A NaN value is stored as NULL (SQLite's own way with NaN, and PostgreSQL's
+        here too, so both read the same) and read back as NaN; infinities are kept.
         """
         if not rows:
             return
         last: dict[tuple[int, str], tuple[int, float, int | None, float]] = {}
         for run, _task, name, step, value, ts in rows:
+            if value is None:  # NULL means NaN here: a missing value must not pass for one
+                raise ParameterError(f"metric {name!r} has no value (None); log a number or NaN", parameter="value")
             order = (-1 if step is None else int(step), float(ts))
             held = last.get((run, name))
             if held is None or order >= held[:2]:
@@ -341,7 +347,8 @@ class MetadataStore:
             self.db.executemany(
                 "INSERT INTO metrics (run_id, task_id, name, step, value, ts)"
                 " VALUES (:run, :task, :name, :step, :value, :ts)",
-                [dict(run=r, task=t, name=n, step=s, value=v, ts=ts) for r, t, n, s, v, ts in rows],
+                [dict(run=r, task=t, name=n, step=s, value=v if v == v else None, ts=ts)
+                 for r, t, n, s, v, ts in rows],
             )
             self.db.executemany(
                 "INSERT INTO latest_metrics (run_id, name, step, value, ts)"
@@ -351,21 +358,26 @@ class MetadataStore:
                 " WHERE COALESCE(excluded.step, -1) > COALESCE(latest_metrics.step, -1)"
                 " OR (COALESCE(excluded.step, -1) = COALESCE(latest_metrics.step, -1)"
                 " AND excluded.ts >= latest_metrics.ts)",
-                [dict(run=run, name=name, step=step, value=value, ts=ts)
+                [dict(run=run, name=name, step=step, value=value if value == value else None, ts=ts)
                  for (run, name), (_o, ts, step, value) in last.items()],
             )
 
     def metrics(self, run_id: int, name: str | None = None) -> list[Row]:
+        """The points of a run (of metric ``name``), by name then in the order logged; NaN as NaN."""
         sql = "SELECT task_id, name, step, value, ts FROM metrics WHERE run_id = :run"
         if name is not None:
             sql += " AND name = :name"
-        return self.db.query(sql + " ORDER BY name, id", dict(run=run_id, name=name))
+        rows = self.db.query(sql + " ORDER BY name, id", dict(run=run_id, name=name))
+        for row in rows:
+            if row["value"] is None:
+                row["value"] = math.nan
+        return rows
 
     def latest_metrics(self, run_ids: Iterable[int]) -> dict[int, dict[str, float]]:
         """The last value (highest step, then newest) of every metric of each run."""
         out: dict[int, dict[str, float]] = {int(run_id): {} for run_id in run_ids}
         for row in self._rows_of_runs("SELECT run_id, name, value FROM latest_metrics", list(out)):
-            out[row["run_id"]][row["name"]] = row["value"]
+            out[row["run_id"]][row["name"]] = math.nan if row["value"] is None else row["value"]
         return out
 
     def metric_names(self, run_ids: Iterable[int] | None = None) -> list[str]:
@@ -409,6 +421,14 @@ class MetadataStore:
         ``order`` is ``desc`` or ``asc``. Each row is a run as :meth:`get_run`
         gives it plus ``tags`` (the user's tags) and, when sorting by a metric,
         ``sort_value``.
+
+        Runs whose latest value of the metric is NaN come after every number in
+        either order (newest run first among them when ``desc``), as in MLflow's
+        ``search_runs``: a diverged run is neither the best nor the worst, and
+        the count keeps it. Infinities sort as numbers. NaN is stored as NULL,
+        so the numbers and the NaN runs are two reads of the ``(name, value)``
+        index, each an index scan; the second only when the page reaches past
+        the numbers.
         """
         if order not in ("asc", "desc"):
             raise ParameterError(f"order must be asc or desc, not {order!r}", parameter="order")
@@ -454,15 +474,45 @@ class MetadataStore:
         else:
             count = f"SELECT COUNT(*) AS n FROM {source} WHERE {condition}"
         total = int(self.db.query(count, args)[0]["n"])
-        rows = self._reap(self.db.query(
-            f"SELECT {select} FROM {source} WHERE {condition} ORDER BY {ordering}"
-            f" LIMIT {limit} OFFSET {offset}",
-            args,
-        ))
+        if "metric" not in args:
+            rows = self.db.query(
+                f"SELECT {select} FROM {source} WHERE {condition} ORDER BY {ordering} LIMIT {limit} OFFSET {offset}",
+                args,
+            )
+        else:
+            rows = self._metric_page(source, select, condition, ordering, direction, args, limit, offset)
+        rows = self._reap(rows)
         tags = self.tags_of_runs(row["id"] for row in rows)
         for row in rows:
             row["tags"] = [t["tag"] for t in tags[row["id"]] if not t["system"]]
         return rows, total
+
+    def _metric_page(self, source: str, select: str, condition: str, ordering: str, direction: str,
+                     args: dict[str, Any], limit: int, offset: int) -> list[Row]:
+        """A page of runs sorted by a metric: the numbers in ``ordering``, then the NaN (NULL) ones by id."""
+        rows = self.db.query(
+            f"SELECT {select} FROM {source} WHERE {condition} AND lm.value IS NOT NULL ORDER BY {ordering}"
+            f" LIMIT {limit} OFFSET {offset}",
+            args,
+        )
+        if len(rows) == limit:
+            return rows
+        if rows or not offset:  # the page holds the last number (or starts at the top): NaN runs from the first
+            skip = 0
+        else:
+            numbers = self.db.query(
+                f"SELECT COUNT(*) AS n FROM {source} WHERE {condition} AND lm.value IS NOT NULL", args
+            )
+            skip = offset - int(numbers[0]["n"])
+        rows += self.db.query(
+            f"SELECT {select} FROM {source} WHERE {condition} AND lm.value IS NULL ORDER BY r.id {direction}"
+            f" LIMIT {limit - len(rows)} OFFSET {max(skip, 0)}",
+            args,
+        )
+        for row in rows:
+            if row["sort_value"] is None:
+                row["sort_value"] = math.nan
+        return rows
 
     # -- access tokens and the audit log --------------------------------------
     def add_token(self, token_id: str, name: str, role: str, secret_hash: str, created_by: str,

@@ -218,7 +218,7 @@ def _or_none(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _number(value: Any) -> Any:
-    """A float for JSON (numpy scalars too; an infinity as its text); anything else as is, for the server to refuse."""
+    """A float for JSON (numpy scalars too; NaN or an infinity as its text); anything else as is, for the server to refuse."""
     if value is None or isinstance(value, bool):
         return value
     try:
@@ -227,7 +227,7 @@ def _number(value: Any) -> Any:
         return value
     if math.isinf(number):
         return "Infinity" if number > 0 else "-Infinity"
-    return "NaN" if math.isnan(number) else number  # NaN: refused by the server, naming the point
+    return "NaN" if math.isnan(number) else number
 
 
 def _float(value: Any) -> Any:
@@ -319,7 +319,11 @@ class RemoteMetadataStore:
         query = dict(flow=flow, status=status, tag=tag, user=user, since=since, until=until, sort=sort,
                      order=order, limit=limit, offset=offset, metrics=0)
         answer = self.client.call("GET", "runs", query=query)
-        return list(answer["runs"]), int(answer["total"])
+        rows = list(answer["runs"])
+        for row in rows:
+            if isinstance(row.get("sort_value"), str):
+                row["sort_value"] = _float(row["sort_value"])
+        return rows, int(answer["total"])
 
     # -- tasks -------------------------------------------------------------------------------
     def create_task(self, run_id: int, step: str, foreach_stack: Sequence[Sequence[Any]] = (),

@@ -115,7 +115,7 @@ metrics = Table(
     Column("task_id", Integer),
     Column("name", String(255), nullable=False),
     Column("step", BigInteger),
-    Column("value", Float, nullable=False),
+    Column("value", Float),  # NULL is NaN (SQLite stores a NaN float as NULL; PostgreSQL is given NULL too)
     Column("ts", Float, nullable=False),
     Index("ix_metrics_run_name", "run_id", "name"),
 )
@@ -200,7 +200,7 @@ latest_metrics = Table(
     Column("run_id", Integer, primary_key=True),
     Column("name", String(255), primary_key=True),
     Column("step", BigInteger),
-    Column("value", Float, nullable=False),
+    Column("value", Float),  # NULL is NaN, as in ``metrics``
     Column("ts", Float, nullable=False),
     Index("ix_latest_metrics_name_value", "name", "value"),
 )

@@ -10,7 +10,6 @@ loses at most the last unflushed batch; a clean exit loses nothing.
 from __future__ import annotations
 
 import atexit
-import math
 import numbers
 import time
 import weakref
@@ -106,10 +105,7 @@ def _check_value(value: Any, name: str) -> float:
         raise ParameterError(
             f"metric {name!r} must be a number, not {type(value).__name__} {value!r}", parameter=name
         )
-    number = float(value)
-    if math.isnan(number):  # SQLite stores NaN as NULL, which would fail the whole batch at flush
-        raise ParameterError(f"metric {name!r} is NaN; log a number, or skip the point", parameter=name)
-    return number
+    return float(value)  # NaN and infinities too: a diverged loss is recorded, as MLflow records it
 
 
 def _check_step(step: Any, name: str) -> int | None:
