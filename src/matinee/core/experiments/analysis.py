@@ -206,9 +206,9 @@ def member_metrics(experiment: Experiment, events: EventLog | str | Path | None 
         where += " AND d." + clause
         params.update(names)
     if cache is None:
-        shown, fed, _ = scan(path, where, params)
+        shown, fed, _ = scan(path, where, params, arms=arms)
     else:
-        shown, fed = cached_scan(cache, path, where, params)
+        shown, fed = cached_scan(cache, path, where, params, arms)
     return members_frame(shown, fed)
 
 
