@@ -418,7 +418,19 @@ def test_recent_events_filtered(client: TestClient, home: Path) -> None:
     assert [(f["decision_id"], f["reward"]) for f in feedback] == [("d4", 1.0)]
     assert client.get("/api/v1/events", params={"kind": "feedback", "arm": "a"}).json()["events"] == []
     assert client.get("/api/v1/events", params={"kind": "exposure"}).status_code == 400
+    assert [e["decision_id"] for e in client.get("/api/v1/events", params={"decision": "d3"}).json()["events"]] == ["d3"]
     assert client.get("/api/v1/experiments").json() == {"experiments": []}
+    # what the bandits page shows: decisions and reward per policy (model@arm)
+    summary = client.get("/api/v1/bandits").json()["summary"]
+    by_name = {p["name"]: p for p in summary["policies"]}
+    assert by_name["recs@a"]["decisions"] == 3 and by_name["recs@b"]["decisions"] == 3
+    assert by_name["recs@b"]["reward"] == pytest.approx(1 / 3) and by_name["recs@a"]["reward"] == 0
+    assert client.get("/api/v1/bandits", params={"endpoint": "artwork"}).json()["summary"] is None  # none there
+    assert client.get("/api/v1/bandits", params={"since": "yesterday-ish"}).status_code == 400
+
+
+def test_bandits_without_an_event_log_is_an_empty_summary(client: TestClient) -> None:
+    assert client.get("/api/v1/bandits").json() == {"summary": None}
 
 
 def test_experiments_and_their_analysis(client: TestClient) -> None:

@@ -288,6 +288,7 @@ def test_sufficient_roles_get_2xx_for_well_formed_requests(
     add("GET", "/api/v1/experiments/{name}")
     add("GET", "/api/v1/experiments/{name}/analysis", expect=(404,))  # started, but no exposures logged yet
     add("GET", "/api/v1/events")
+    add("GET", "/api/v1/bandits")
     add("GET", "/api/v1/tokens")
     add("POST", "/api/v1/tokens", expect=(201,), json={"name": "made-by-api", "role": "reader", "expires": "1d"})
     add("DELETE", "/api/v1/tokens/{name}", "/api/v1/tokens/made-by-api")

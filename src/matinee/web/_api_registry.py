@@ -27,6 +27,7 @@ from matinee.web._api_io import (
     principal_name,
     query_int,
     query_text,
+    query_time,
     refuse_constant,
     stored_key,
     stored_task,
@@ -232,16 +233,25 @@ async def experiment_analysis(request: Request) -> Response:
 @requires("reader")
 async def list_events(request: Request) -> Response:
     """The newest decisions or feedback events of the event log, filtered (:mod:`matinee.web.eventdata`)."""
-    from matinee.web.eventdata import recent_events
+    from matinee.web.eventdata import EVENT_FILTERS, recent_events
 
     kind = query_text(request, "kind") or "decision"
     if kind not in EVENT_KINDS:
         raise bad("kind", "must be decision or feedback")
     limit = query_int(request, "limit", 100, low=1, high=10_000)
-    filters = {name: value for name in ("endpoint", "model", "arm", "unit")
-               if (value := query_text(request, name)) is not None}
+    filters = {name: value for name in EVENT_FILTERS if (value := query_text(request, name)) is not None}
     rows = await run_in_threadpool(recent_events, _events_path(request), kind, filters, limit)
     return ok({"kind": kind, "events": rows or []})
+
+
+@requires("reader")
+async def bandits(request: Request) -> Response:
+    """What the bandits page shows: reward over time per policy, and off-policy estimates with intervals."""
+    from matinee.web.eventdata import bandit_summary
+
+    since, endpoint = query_time(request, "since"), query_text(request, "endpoint")
+    summary = await run_in_threadpool(bandit_summary, request.app.state.store, since, endpoint)
+    return ok({"summary": summary})
 
 
 # -- tokens and the audit log -----------------------------------------------------------------------------

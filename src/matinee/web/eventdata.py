@@ -11,11 +11,14 @@ import json
 import math
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matinee.errors import ParameterError, StorageError
 
-__all__ = ["EVENT_FILTERS", "log_path", "recent_events", "reward_summary"]
+if TYPE_CHECKING:
+    from matinee.core.store import Store
+
+__all__ = ["EVENT_FILTERS", "bandit_summary", "log_path", "recent_events", "reward_summary"]
 
 #: Filters of the events page: query parameter -> column.
 EVENT_FILTERS = {"endpoint": "d.endpoint", "model": "d.model", "arm": "d.arm", "unit": "d.unit_id",
@@ -189,3 +192,41 @@ def ope_estimates(latest: dict[str, float]) -> dict[str, dict[str, dict[str, flo
         out.setdefault(policy, {})[estimator] = {"value": value, "low": latest.get(f"{name}_low"),
                                                  "high": latest.get(f"{name}_high")}
     return out
+
+
+def bandit_summary(store: Store, since: float | None = None, endpoint: str | None = None) -> dict[str, Any] | None:
+    """Reward per policy over time from the event log, each served version's off-policy estimate,
+    and every estimator's value and interval from the runs that trained them (None: no log yet)."""
+    summary = reward_summary(log_path(store.settings.home), since, endpoint)
+    if summary is None:
+        return None
+    training_runs: set[int] = set()
+    for policy in summary["policies"]:
+        policy["estimate"] = None
+        for version in policy["versions"]:
+            row = store.metadata.model_version(policy["model"], int(version)) if version.isdigit() else None
+            if row is None:
+                continue
+            if row["run_id"] is not None:
+                training_runs.add(int(row["run_id"]))
+            metrics = json.loads(row["metrics"] or "{}")
+            if "dr" in metrics and policy["estimate"] is None:
+                policy["estimate"] = {"version": int(version), "value": metrics["dr"],
+                                      "low": metrics.get("dr_low"), "high": metrics.get("dr_high")}
+    summary["ope"] = []
+    latest = store.metadata.latest_metrics(sorted(training_runs))
+    for run_id in sorted(training_runs):
+        estimates = ope_estimates(latest.get(run_id, {}))
+        run = store.metadata.get_run(run_id)
+        if estimates and run is not None:
+            estimators = sorted({e for by in estimates.values() for e in by}, key=lambda e: (e != "dr", e))
+            rows = sorted(estimates.items(), key=lambda kv: -_best_first(kv[1].get("dr", {}).get("value")))
+            summary["ope"].append({"run_id": run_id, "run": f"{run['flow_name']}/{run_id}",
+                                   "estimators": estimators, "policies": [{"policy": p, "estimates": e}
+                                                                          for p, e in rows]})
+    return summary
+
+
+def _best_first(value: Any) -> float:
+    """A value to sort by, best first: a missing or NaN estimate goes last."""
+    return value if isinstance(value, (int, float)) and value == value else -math.inf

@@ -293,8 +293,10 @@ def _paths() -> dict[str, dict[str, Schema]]:
                                                                                       "enum": [0, 1]})))},
         "/events": {"get": operation("Recent events", "reader", params=(
             q("kind", {"type": "string", "enum": ["decision", "feedback"]}), q("endpoint", QSTR), q("model", QSTR),
-            q("arm", QSTR), q("unit", QSTR),
+            q("arm", QSTR), q("unit", QSTR), q("decision", QSTR),
             q("limit", {"type": "integer", "minimum": 1, "maximum": 10_000})))},
+        "/bandits": {"get": operation("Reward per policy over time, and off-policy estimates", "reader", params=(
+            q("endpoint", QSTR), q("since", QTIME)))},
         "/tokens": {
             "get": operation("Tokens", "admin", ok=answer(obj({"tokens": array(ref("Token"))}))),
             "post": operation("Create a token", "admin", body=obj(

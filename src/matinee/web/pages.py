@@ -456,11 +456,6 @@ async def experiment_page(request: Request) -> Response:
                   metric_names=metric_names, chart=_clean(chart))
 
 
-def _or_low(value: Any) -> float:
-    """A value to sort by, best first: a missing or NaN estimate goes last."""
-    return value if isinstance(value, (int, float)) and value == value else -math.inf
-
-
 def _clean(value: Any) -> Any:
     """JSON-ready: NaN and infinities become None."""
     if isinstance(value, float):
@@ -472,48 +467,15 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _bandits(store: Store, since: float | None, endpoint: str | None) -> dict[str, Any] | None:
-    from matinee.web.eventdata import log_path, ope_estimates, reward_summary
-
-    summary = reward_summary(log_path(store.settings.home), since, endpoint)
-    if summary is None:
-        return None
-    training_runs: set[int] = set()
-    for policy in summary["policies"]:
-        policy["estimate"] = None
-        for version in policy["versions"]:
-            row = store.metadata.model_version(policy["model"], int(version)) if version.isdigit() else None
-            if row is None:
-                continue
-            if row["run_id"] is not None:
-                training_runs.add(int(row["run_id"]))
-            metrics = json.loads(row["metrics"] or "{}")
-            if "dr" in metrics and policy["estimate"] is None:
-                policy["estimate"] = {"version": int(version), "value": metrics["dr"],
-                                      "low": metrics.get("dr_low"), "high": metrics.get("dr_high")}
-    summary["ope"] = []
-    latest = store.metadata.latest_metrics(sorted(training_runs))
-    for run_id in sorted(training_runs):
-        estimates = ope_estimates(latest.get(run_id, {}))
-        run = store.metadata.get_run(run_id)
-        if estimates and run is not None:
-            estimators = sorted({e for by in estimates.values() for e in by}, key=lambda e: (e != "dr", e))
-            rows = sorted(estimates.items(), key=lambda kv: -_or_low(kv[1].get("dr", {}).get("value")))
-            summary["ope"].append({"run_id": run_id, "run": f"{run['flow_name']}/{run_id}",
-                                   "estimators": estimators, "policies": [{"policy": p, "estimates": e}
-                                                                          for p, e in rows]})
-    return summary
-
-
 @requires("reader")
 async def bandits_page(request: Request) -> Response:
     from matinee.core.events import parse_time
-    from matinee.web.eventdata import log_path
+    from matinee.web.eventdata import bandit_summary, log_path
 
     since = parse_time(request.query_params.get("since") or None, "since")
     endpoint = (request.query_params.get("endpoint") or "").strip() or None
     store = _store(request)
-    summary = await run_in_threadpool(_bandits, store, since, endpoint)
+    summary = await run_in_threadpool(bandit_summary, store, since, endpoint)
     return render(request, "bandits.html", refresh=LIVE_SECONDS, summary=summary, chart=_clean(summary),
                   log=str(log_path(store.settings.home)), since=request.query_params.get("since") or "",
                   endpoint=endpoint or "")
