@@ -10,6 +10,13 @@ retraining, or exported to Parquet.
 from __future__ import annotations
 
 from matinee.core.events._log import DURABILITIES, EventLog, default_path
-from matinee.core.events._records import DECISION_COLUMNS, FEEDBACK_COLUMNS, parse_time
+from matinee.core.events._records import (
+    DECISION_COLUMNS,
+    FEEDBACK_COLUMNS,
+    decision_rows,
+    parse_time,
+)
 
-__all__ = ["DECISION_COLUMNS", "DURABILITIES", "FEEDBACK_COLUMNS", "EventLog", "default_path", "parse_time"]
+__all__ = [
+    "DECISION_COLUMNS", "DURABILITIES", "FEEDBACK_COLUMNS", "EventLog", "decision_rows", "default_path", "parse_time",
+]

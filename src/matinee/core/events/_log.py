@@ -172,6 +172,13 @@ class EventLog:
         if items:
             self._append(items)
 
+    def append_rows(self, decisions: Iterable[tuple[Any, ...]]) -> None:
+        """Append decisions given as rows that :func:`decision_row` or :func:`decision_rows` made
+        (already checked, so not checked again); raises like :meth:`append_decision`."""
+        items = [(True, row) for row in decisions]
+        if items:
+            self._append(items)
+
     def _append(self, items: list[tuple[bool, tuple[Any, ...]]]) -> None:
         with self._cond:
             if self._closing:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -48,6 +48,8 @@ def _required(record: Any, name: str, kind: str) -> Any:
 
 def check_decision_id(value: Any, kind: str = "decision") -> str:
     """Return ``value`` if it is a well-formed decision id, else raise :class:`ParameterError`."""
+    if type(value) is str and value.isalnum() and len(value) <= MAX_ID_LENGTH:  # letters and digits: printable
+        return value
     if value is None or value is _MISSING:
         raise ParameterError(f"{kind}.decision_id is missing", parameter="decision_id")
     if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH or not value.isprintable() \
@@ -147,6 +149,40 @@ def decision_row(record: Any) -> tuple[Any, ...]:
         _json(action, "action", kind),
         propensity,
     )
+
+
+def decision_rows(shared: Mapping[str, Any], varying: Iterable[tuple[Any, Any, Any, Any]]) -> list[tuple[Any, ...]]:
+    """Rows of decisions alike but for ``decision_id, candidates, action, propensity``.
+
+    ``shared`` holds the other fields (``ts, unit_id, context, endpoint, model,
+    model_version, arm``); ``varying`` gives the four fields of each decision. The
+    rows and the errors are those of :func:`decision_row` on each full record, in
+    order; the shared fields are checked and encoded once.
+    """
+    rows: list[tuple[Any, ...]] = []
+    head: tuple[Any, ...] | None = None
+    shareable = _get(shared, "ts", None) is not None  # without a ts, each decision's is the time it is checked
+    encoded: dict[tuple[Any, ...], tuple[str, list[Any]]] = {}
+    for decision_id, candidates, action, propensity in varying:
+        if head is not None and type(propensity) is float and 0.0 < propensity <= 1.0 \
+                and type(decision_id) is str and decision_id.isalnum() and len(decision_id) <= MAX_ID_LENGTH \
+                and type(candidates) is tuple and (type(action) is str or type(action) is int) \
+                and set(map(type, candidates)) <= _ID_TYPES:  # strings and ints only: no True equal to 1
+            known = encoded.get(candidates)
+            if known is None:
+                known = encoded[candidates] = (_json(list(candidates), "candidates", "decision"), list(candidates))
+            if action in known[1]:
+                rows.append((decision_id, *head[1:8], known[0], _json(action, "action", "decision"), propensity))
+                continue
+        row = decision_row({**shared, "decision_id": decision_id, "candidates": candidates, "action": action,
+                            "propensity": propensity})
+        if head is None and shareable:
+            head = row
+        rows.append(row)
+    return rows
+
+
+_ID_TYPES = frozenset((str, int))
 
 
 def feedback_row(record: Any) -> tuple[Any, ...]:

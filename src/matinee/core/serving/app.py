@@ -20,7 +20,7 @@ import os
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from matinee import __version__
-from matinee.core.events import EventLog
+from matinee.core.events import EventLog, decision_rows
 from matinee.core.serving.config import Deployment, Endpoint
 from matinee.core.serving.learning import OnlineLearner, Round
 from matinee.core.serving.openapi import openapi_document
@@ -74,8 +74,11 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-serializable")
 
 
+_ENCODER = json.JSONEncoder(default=_default, allow_nan=False, separators=(",", ":"))
+
+
 def json_response(data: Any, status: int = 200) -> Response:
-    body = json.dumps(data, default=_default, allow_nan=False, separators=(",", ":"))
+    body = _ENCODER.encode(data)
     return Response(body, status_code=status, media_type="application/json")
 
 
@@ -367,24 +370,30 @@ class Server:
         for i, (loaded, _) in enumerate(routed):
             groups.setdefault(id(loaded), []).append(i)
         answers: list[tuple[dict[str, Any], Loaded] | None] = [None] * len(reqs)
-        records: list[dict[str, Any]] = []
+        logged: list[tuple[dict[str, Any], list[tuple[str, tuple[str | int, ...], Any, float]]]] = []
         now = time.time()
         for members in groups.values():
             loaded = routed[members[0]][0]
             self._check_sizes(reqs, members, loaded, batch)
             titles = [(i, title) for i in members for title in reqs[i].titles]
             known = getattr(loaded.model, "n_actions_", None)
-            width = known if isinstance(known, int) else max(len(t.variant_ids) for _, t in titles)
-            k = len(titles[0][1].features[0])
+            sizes = [len(t.variant_ids) for _, t in titles]
+            width = known if isinstance(known, int) else max(sizes)
+            k = titles[0][1].features.shape[1]
             n = len(titles)
-            mask = np.zeros((n, width), dtype=bool)
-            features = np.zeros((n, width, k)) if k else None
-            context = np.empty((n, len(reqs[members[0]].context)))
-            for row, (i, title) in enumerate(titles):
-                mask[row, : len(title.variant_ids)] = True
-                if features is not None:
-                    features[row, : len(title.variant_ids)] = title.features
-                context[row] = reqs[i].context
+            context = np.repeat(np.array([reqs[i].context for i in members], dtype=np.float64),
+                                [len(reqs[i].titles) for i in members], axis=0)
+            if min(sizes) == width:  # every title has every variant: the requests' rows as they are
+                mask = np.ones((n, width), dtype=bool)
+                features = (np.concatenate([reqs[i].features for i in members]) if len(members) > 1 else
+                            reqs[members[0]].features).reshape(n, width, k) if k else None
+            else:
+                mask = np.zeros((n, width), dtype=bool)
+                features = np.zeros((n, width, k)) if k else None
+                for row, (_, title) in enumerate(titles):
+                    mask[row, : sizes[row]] = True
+                    if features is not None:
+                        features[row, : sizes[row]] = title.features
             try:
                 choice = loaded.model.choose(context, features, mask)
             except ParameterError as exc:  # what the policy refuses, named as the request's field
@@ -400,31 +409,31 @@ class Server:
                                      "context and the variant features", f"{prefix}context")
             actions = np.asarray(choice.actions).tolist()
             propensities = raw.tolist()
+            ids = _decision_ids(n)
             slot = self.slots[(loaded.name, loaded.alias)]
-            bodies: dict[int, list[dict[str, Any]]] = {i: [] for i in members}
-            for row, (i, title) in enumerate(titles):
-                decision_id = uuid.uuid4().hex
-                action, propensity = actions[row], propensities[row]
-                variant = title.variant_ids[action]
-                req, arm = reqs[i], routed[i][1]
-                bodies[i].append({"title_id": title.title_id, "variant_id": variant, "propensity": propensity,
-                                  "decision_id": decision_id})
-                records.append({"decision_id": decision_id, "ts": now, "unit_id": req.user_id,
-                                "context": req.context, "candidates": list(title.variant_ids), "action": variant,
-                                "propensity": propensity, "endpoint": "artwork", "model": loaded.name,
-                                "model_version": loaded.version, "arm": arm})
-                if self.learner is not None:
-                    self.learner.remember(decision_id, Round(
-                        slot, loaded.model, context[row], None if features is None else features[row],
-                        mask[row], int(action), float(propensity)))
+            row = 0
             for i in members:
-                arm = routed[i][1]
-                answers[i] = ({"user_id": reqs[i].user_id, "choices": bodies[i], "model": loaded.name,
+                req, arm = reqs[i], routed[i][1]
+                choices, varying = [], []
+                for title in req.titles:
+                    decision_id, action, propensity = ids[row], actions[row], propensities[row]
+                    variant = title.variant_ids[action]
+                    choices.append({"title_id": title.title_id, "variant_id": variant, "propensity": propensity,
+                                    "decision_id": decision_id})
+                    varying.append((decision_id, title.variant_ids, variant, propensity))
+                    if self.learner is not None:
+                        self.learner.remember(decision_id, Round(
+                            slot, loaded.model, context[row], None if features is None else features[row],
+                            mask[row], int(action), float(propensity)))
+                    row += 1
+                logged.append(({"ts": now, "unit_id": req.user_id, "context": req.context, "endpoint": "artwork",
+                                "model": loaded.name, "model_version": loaded.version, "arm": arm}, varying))
+                answers[i] = ({"user_id": req.user_id, "choices": choices, "model": loaded.name,
                                "version": loaded.version, "arm": arm}, loaded)
-                self.metrics.decisions.labels(loaded.name, str(loaded.version), arm).inc(len(bodies[i]))
-        await self._log(records, [])
-        for record in records:
-            self._remember(record["decision_id"])
+                self.metrics.decisions.labels(loaded.name, str(loaded.version), arm).inc(len(choices))
+        rows = [r for shared, varying in logged for r in decision_rows(shared, varying)]
+        await self._log_rows(rows)
+        self._remember_all(r[0] for r in rows)
         return [a for a in answers if a is not None]
 
     # -- feedback ----------------------------------------------------------------------
@@ -462,8 +471,23 @@ class Server:
         else:
             events.append_many(decisions, feedback)
 
+    async def _log_rows(self, decisions: list[tuple[Any, ...]]) -> None:
+        """Log decision rows already checked (see :func:`~matinee.core.events.decision_rows`)."""
+        events = self.events
+        if events is None:
+            raise ModelUnavailable("the event log is not open")
+        if events.durability == "strict":
+            await asyncio.to_thread(events.append_rows, decisions)
+        else:
+            events.append_rows(decisions)
+
     def _remember(self, decision_id: str) -> None:
         self._decisions[decision_id] = None
+        while len(self._decisions) > MAX_REMEMBERED:
+            self._decisions.popitem(last=False)
+
+    def _remember_all(self, decision_ids: Iterable[str]) -> None:
+        self._decisions.update(dict.fromkeys(decision_ids))
         while len(self._decisions) > MAX_REMEMBERED:
             self._decisions.popitem(last=False)
 
@@ -498,6 +522,22 @@ class Server:
                 self.metrics.latency.labels(name, model, version).observe(time.perf_counter() - start)
 
         return endpoint
+
+
+def _decision_ids(n: int) -> list[str]:
+    """``n`` decision ids: the time in milliseconds (12 hex digits), then a random ``uuid.uuid4().hex``.
+
+    The random part is as unguessable as a uuid4; the time first makes the ids of one
+    moment neighbours in the event log's index, so appending them stays cheap as the
+    log grows (random keys scatter every insert over the whole index). The random
+    parts come from one read of the system's random source.
+    """
+    raw = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # the RFC 4122 variant
+    text = raw.tobytes().hex()
+    prefix = f"{time.time_ns() // 1_000_000:012x}"
+    return [prefix + text[i : i + 32] for i in range(0, 32 * n, 32)]
 
 
 #: Requests in one batch call at most.

@@ -10,7 +10,11 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from typing import Any
+
+import numpy as np
 
 from matinee.errors import ParameterError
 
@@ -86,6 +90,27 @@ def _floats(value: Any, path: str) -> list[float]:
     return [float(v) for v in value]
 
 
+_NUMBER_TYPES = frozenset((float, int))
+
+
+def _all_finite(values: list[Any]) -> bool:
+    """True only if every entry is a finite int or float (not a bool): ``_floats`` accepts them all.
+
+    False means "not sure" (the sum overflowed, say); the caller then checks one by one.
+    """
+    if not set(map(type, values)) <= _NUMBER_TYPES:
+        return False
+    try:
+        return math.isfinite(sum(values))  # an infinity or a NaN anywhere makes the sum one
+    except OverflowError:
+        return False
+
+
+def _plain_id(value: Any) -> bool:
+    kind = type(value)
+    return (kind is str and value != "") or kind is int
+
+
 def _unknown(data: dict[str, Any], allowed: set[str], prefix: str = "") -> None:
     extra = sorted(set(data) - allowed)
     if extra:
@@ -116,23 +141,91 @@ class RecsRequest:
 
 @dataclass(frozen=True)
 class Title:
-    """A title and its artwork variants: ids and feature vectors of one length."""
+    """A title and its artwork variants: ids and their features, one row per variant."""
 
     title_id: str | int
     variant_ids: tuple[str | int, ...]
-    features: tuple[tuple[float, ...], ...]
+    features: np.ndarray  # (len(variant_ids), k) float64
 
 
 @dataclass(frozen=True)
 class ArtworkRequest:
-    """``POST /artwork``: one variant per title for a member in a context."""
+    """``POST /artwork``: one variant per title for a member in a context.
+
+    ``features`` holds every variant's features, title after title: ``(n_variants, k)``;
+    each title's ``features`` are its rows of it.
+    """
 
     user_id: str | int
     context: tuple[float, ...]
     titles: tuple[Title, ...]
+    features: np.ndarray
 
     @classmethod
     def parse(cls, data: dict[str, Any]) -> ArtworkRequest:
+        fast = cls._parse_plain(data)
+        return fast if fast is not None else cls._parse_checked(data)
+
+    @classmethod
+    def _parse_plain(cls, data: dict[str, Any]) -> ArtworkRequest | None:
+        """The request if it is well formed, checked in bulk; None if anything looks amiss.
+
+        Accepts exactly what :meth:`_parse_checked` accepts, or less (then that
+        method, which checks field by field and names the culprit, decides).
+        """
+        if not data.keys() <= _ARTWORK_FIELDS:
+            return None
+        user: Any = data.get("user_id")
+        context = data.get("context")
+        raw_titles = data.get("titles")
+        if not _plain_id(user) or type(context) is not list or len(context) > MAX_LIST \
+                or type(raw_titles) is not list or not raw_titles or len(raw_titles) > MAX_K:
+            return None
+        numbers = list(context)
+        spans: list[tuple[Any, tuple[Any, ...]]] = []
+        width = -1
+        count = 0
+        for raw in raw_titles:
+            if type(raw) is not dict or not raw.keys() <= _TITLE_FIELDS:
+                return None
+            title_id = raw.get("title_id")
+            variants = raw.get("variants")
+            if not _plain_id(title_id) or type(variants) is not list or not variants or len(variants) > MAX_K:
+                return None
+            if not set(map(type, variants)) <= _DICT or not all(map(_VARIANT_FIELDS.issuperset, variants)):
+                return None
+            try:
+                ids = tuple(map(_get_id, variants))
+                feature_lists = list(map(_get_features, variants))
+            except KeyError:  # no id, or no features (the checked parse defaults them)
+                return None
+            if not set(map(type, ids)) <= _ID_TYPES or "" in ids or len(set(ids)) != len(ids) \
+                    or not set(map(type, feature_lists)) <= _LIST:
+                return None
+            lengths = set(map(len, feature_lists))
+            if width < 0:
+                width = len(feature_lists[0])
+                if width > MAX_LIST:
+                    return None
+            if lengths != {width}:
+                return None
+            numbers.extend(chain.from_iterable(feature_lists))
+            spans.append((title_id, ids))
+            count += len(ids)
+        if not _all_finite(numbers):
+            return None
+        dims = len(context)
+        flat = np.array(numbers[dims:], dtype=np.float64).reshape(count, width)
+        titles = []
+        start = 0
+        for title_id, variant_ids in spans:
+            stop = start + len(variant_ids)
+            titles.append(Title(title_id, variant_ids, flat[start:stop]))
+            start = stop
+        return cls(user, tuple(map(float, context)), tuple(titles), flat)
+
+    @classmethod
+    def _parse_checked(cls, data: dict[str, Any]) -> ArtworkRequest:
         _unknown(data, {"user_id", "context", "titles"})
         user = _id(data, "user_id", "user_id")
         if "context" not in data:
@@ -143,7 +236,8 @@ class ArtworkRequest:
             raise InvalidRequest("titles must be a non-empty list", "titles")
         if len(raw_titles) > MAX_K:
             raise InvalidRequest(f"titles has more than {MAX_K} entries", "titles")
-        titles = []
+        spans: list[tuple[Any, tuple[Any, ...]]] = []
+        rows: list[list[float]] = []
         width: int | None = None
         for i, raw in enumerate(raw_titles):
             path = f"titles.{i}"
@@ -156,7 +250,7 @@ class ArtworkRequest:
                 raise InvalidRequest(f"{path}.variants must be a non-empty list", f"{path}.variants")
             if len(variants) > MAX_K:
                 raise InvalidRequest(f"{path}.variants has more than {MAX_K} entries", f"{path}.variants")
-            ids, feats = [], []
+            ids: list[str | int] = []
             for j, variant in enumerate(variants):
                 vpath = f"{path}.variants.{j}"
                 if not isinstance(variant, dict):
@@ -172,9 +266,26 @@ class ArtworkRequest:
                     raise InvalidRequest(f"{vpath}.features has {len(feature)} numbers; other variants have {width}",
                                          f"{vpath}.features")
                 ids.append(vid)
-                feats.append(tuple(feature))
-            titles.append(Title(title_id, tuple(ids), tuple(feats)))
-        return cls(user, context, tuple(titles))
+                rows.append(feature)
+            spans.append((title_id, tuple(ids)))
+        flat = np.array(rows, dtype=np.float64).reshape(len(rows), width or 0)
+        titles = []
+        start = 0
+        for title_id, variant_ids in spans:
+            stop = start + len(variant_ids)
+            titles.append(Title(title_id, variant_ids, flat[start:stop]))
+            start = stop
+        return cls(user, context, tuple(titles), flat)
+
+
+_ARTWORK_FIELDS = frozenset(("user_id", "context", "titles"))
+_DICT = frozenset((dict,))
+_LIST = frozenset((list,))
+_ID_TYPES = frozenset((str, int))
+_get_id = itemgetter("id")
+_get_features = itemgetter("features")
+_TITLE_FIELDS = frozenset(("title_id", "variants"))
+_VARIANT_FIELDS = frozenset(("id", "features"))
 
 
 @dataclass(frozen=True)
