@@ -326,6 +326,14 @@ def test_a_linear_policy_refuses_numbers_it_cannot_use_naming_the_field(home: Pa
         if overflow.status_code != 200:
             field = error_body(overflow)["field"]
             assert field == "context" or str(field).startswith("titles."), overflow.text
+        # integers too large for a float (JSON allows them) are refused by name, never a 500
+        huge = "1" + "0" * 400
+        for raw, field in ((json.dumps(ART).replace("[", f"[{huge}, ", 1), "context.0"),
+                           ('{"decision_id": "d1", "reward": ' + huge + '}', "reward")):
+            path = "/feedback" if field == "reward" else "/artwork"
+            refused = client.post(path, content=raw, headers={"content-type": "application/json"})
+            assert 400 <= refused.status_code < 500 and error_body(refused)["field"] == field, refused.text
+            assert len(refused.text) < 400, refused.text  # the number is not echoed whole
         assert client.get("/healthz").status_code == 200
         server.terminate()
 

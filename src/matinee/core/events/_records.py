@@ -65,6 +65,9 @@ def check_decision_id(value: Any, kind: str = "decision") -> str:
 def _finite(value: Any, name: str, kind: str) -> float:
     try:
         number = float(value)
+    except OverflowError:
+        raise ParameterError(f"{kind}.{name} must be a finite number, not an integer of {len(str(value))} digits",
+                             parameter=name) from None
     except (TypeError, ValueError):
         raise ParameterError(f"{kind}.{name} must be a number, not {value!r}", parameter=name) from None
     if isinstance(value, bool) or not math.isfinite(number):

@@ -85,9 +85,24 @@ def _floats(value: Any, path: str) -> list[float]:
     if len(value) > MAX_LIST:
         raise InvalidRequest(f"{path} has more than {MAX_LIST} entries", path)
     for i, item in enumerate(value):
-        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
-            raise InvalidRequest(f"{path}.{i} must be a finite number, not {item!r}", f"{path}.{i}")
+        if not _finite_number(item):
+            raise InvalidRequest(f"{path}.{i} must be a finite number, not {_short(item)}", f"{path}.{i}")
     return [float(v) for v in value]
+
+
+def _finite_number(item: Any) -> bool:
+    """An int or float (not a bool) that is finite as a float (an integer of 400 digits is not)."""
+    if isinstance(item, bool) or not isinstance(item, (int, float)):
+        return False
+    try:
+        return math.isfinite(item)
+    except OverflowError:
+        return False
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
 _NUMBER_TYPES = frozenset((float, int))
@@ -308,6 +323,6 @@ class FeedbackRequest:
         if "reward" not in data:
             raise InvalidRequest("reward is required", "reward")
         reward = data["reward"]
-        if isinstance(reward, bool) or not isinstance(reward, (int, float)) or not math.isfinite(reward):
-            raise InvalidRequest(f"reward must be a finite number, not {reward!r}", "reward")
+        if not _finite_number(reward):
+            raise InvalidRequest(f"reward must be a finite number, not {_short(reward)}", "reward")
         return cls(decision_id, event, float(reward))
