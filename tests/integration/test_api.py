@@ -594,9 +594,3 @@ def test_an_unreachable_server_is_one_clear_error() -> None:
     with pytest.raises(ConfigError, match="http://host:port"):
         Client("ftp://example")
 
-
-def test_the_json_limit_is_the_apps(client: TestClient) -> None:
-    from matinee.web.app import json_body_limit
-
-    assert json_body_limit() == MAX_JSON_BYTES
-    assert json.loads(client.get("/api/v1/health").text)["status"] == "ok"

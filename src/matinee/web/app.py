@@ -9,15 +9,13 @@ JSON (API) or a page (dashboard), always naming the field and the fix.
 
 from __future__ import annotations
 
-import html
-import json
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from matinee.config import Settings, load_settings
@@ -146,14 +144,9 @@ def _render(path: str, status: int, message: str, field: str | None = None,
             body["field"] = field
         body.update(extra or {})
         return JSONResponse(body, status_code=status)
-    try:
-        from matinee.web.pages import render_error
-    except ImportError:
-        pass
-    else:
-        return render_error(status, message, field)
-    text = html.escape(message)
-    return HTMLResponse(f"<!doctype html><title>{status}</title><h1>{status}</h1><p>{text}</p>", status_code=status)
+    from matinee.web.pages import render_error
+
+    return render_error(status, message, field)
 
 
 _ERROR_NAMES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
@@ -188,12 +181,3 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     message = {404: f"nothing is served at {request.url.path}",
                405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, exc.detail)
     return _render(request.url.path, exc.status_code, message, extra=None)
-
-
-def json_body_limit() -> int:
-    """The largest JSON body the API reads (32 MiB)."""
-    return 32 << 20
-
-
-def dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), default=str).encode()
