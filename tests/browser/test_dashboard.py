@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from _web_server import WebServer
+from _web_server import WebServer, server_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 REQUIRED = os.environ.get("MATINEE_REQUIRE_BROWSER") == "1"  # CI installs both: a skip there is a failure
@@ -76,18 +76,12 @@ class Dashboard:
     problems: list[str] = field(default_factory=list)
 
 
-def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MATINEE_METADATA_URL", "MATINEE_BLOB_URL", "MATINEE_TRACKING_URI", "MATINEE_TOKEN")}
-    return {**env, "MATINEE_HOME": str(home), "MATINEE_USER": "tester"}
-
-
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     """Three Tune runs (alpha 0.2, 0.8, 0.5), a model with two versions (v1 champion), and `matinee ui` on them."""
     folder = tmp_path_factory.mktemp("dashboard")
     home = folder / "home"
-    env = _env(home)
+    env = server_env(home)
     flow = folder / "tune.py"
     flow.write_text(textwrap.dedent(FLOW))
     for alpha in ("0.2", "0.8", "0.5"):

@@ -9,7 +9,6 @@ the URL from its first line.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -29,10 +28,7 @@ FLOW = "MatrixFlow"
 
 
 def env_for(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MATINEE_TRACKING_URI", "MATINEE_TOKEN",
-                                                            "MATINEE_METADATA_URL", "MATINEE_BLOB_URL",
-                                                            "MATINEE_ARTIFACT_URL")}
-    return {**env, "MATINEE_HOME": str(home), "MATINEE_USER": "tester"}
+    return _web_server.server_env(home)
 
 
 def cli(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -58,11 +58,12 @@ def auth(data: Seeded, role: str = "admin") -> dict[str, str]:
 
 
 def raw_request(url: str, method: str, target: str, headers: dict[str, str] | None = None,
-                body: bytes = b"") -> tuple[int, bytes]:
-    """Send ``target`` byte for byte (no client normalises ``../`` away); returns (status, whole response)."""
+                body: bytes = b"", host: str | None = None) -> tuple[int, bytes]:
+    """Send ``target`` byte for byte (no client normalises ``../`` away), with ``host`` as the Host
+    header (default the URL's); returns (status, whole response)."""
     parts = urlsplit(url)
     headers = {"Content-Length": str(len(body)), **(headers or {})}
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}", "Connection: close",
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host or parts.netloc}", "Connection: close",
              *[f"{k}: {v}" for k, v in headers.items()]]
     with socket.create_connection((parts.hostname, parts.port or 80), timeout=30) as sock:
         sock.sendall("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body)
@@ -423,17 +424,7 @@ def test_a_server_without_tokens_answers_only_loopback_host_names(tmp_path: Path
 
 
 def _with_host(url: str, path: str, host: str, method: str = "GET") -> tuple[int, bytes]:
-    parts = urlsplit(url)
-    request = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    with socket.create_connection((parts.hostname, parts.port or 80), timeout=30) as sock:
-        sock.sendall(request.encode())
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    response = b"".join(chunks)
-    match = re.match(rb"HTTP/1\.[01] (\d{3})", response)
-    assert match, response[:200]
-    return int(match.group(1)), response
+    return raw_request(url, method, path, host=host)
 
 
 def test_cross_origin_writes_are_refused(hostile: tuple[Seeded, WebServer, str]) -> None:

@@ -18,7 +18,9 @@ and JSON answers they share.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -483,12 +485,8 @@ async def _stream_blob(request: Request, key: str, filename: str) -> Response:
         raise NotFoundError(f"{key!r} is not a content key: nothing is stored under it", field="key")
     fh = await run_in_threadpool(blobs(request).open, key)
     headers = {"Content-Disposition": f'attachment; filename="{_safe_filename(filename)}"'}
-    try:
-        import os
-
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # not a local file: no length to give
         headers["Content-Length"] = str(os.fstat(fh.fileno()).st_size)
-    except (AttributeError, OSError, ValueError):
-        pass
     return StreamingResponse(_chunks(fh), media_type="application/octet-stream", headers=headers)
 
 

@@ -25,6 +25,7 @@ bearer token, or the session cookie a token login gave a browser.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -157,12 +158,10 @@ def is_loopback(host: str) -> bool:
 def server_secret(home: Path) -> bytes:
     """The key sessions are signed with: 32 random bytes in ``<home>/web-secret`` (mode 0600)."""
     path = home / "web-secret"
-    try:
+    with contextlib.suppress(OSError):  # none yet: make one
         data = path.read_bytes()
         if len(data) >= 32:
             return data
-    except OSError:
-        pass
     home.mkdir(parents=True, exist_ok=True)
     data = secrets.token_bytes(32)
     tmp = path.with_name(f".web-secret.{os.getpid()}")

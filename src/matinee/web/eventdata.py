@@ -7,6 +7,7 @@ summary, never the whole log into memory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sqlite3
@@ -84,10 +85,8 @@ def recent_events(path: Path, kind: str, filters: dict[str, str], limit: int) ->
 
 
 def _short_json(text: str, n: int = 160) -> str:
-    try:
+    with contextlib.suppress(ValueError):  # not JSON: shown as it is
         text = json.dumps(json.loads(text), separators=(",", ":"))
-    except ValueError:
-        pass
     return text if len(text) <= n else text[: n - 1] + "…"
 
 

@@ -231,13 +231,7 @@ class ArtworkRequest:
             return None
         dims = len(context)
         flat = np.array(numbers[dims:], dtype=np.float64).reshape(count, width)
-        titles = []
-        start = 0
-        for title_id, variant_ids in spans:
-            stop = start + len(variant_ids)
-            titles.append(Title(title_id, variant_ids, flat[start:stop]))
-            start = stop
-        return cls(user, tuple(map(float, context)), tuple(titles), flat)
+        return cls(user, tuple(map(float, context)), _titles(spans, flat), flat)
 
     @classmethod
     def _parse_checked(cls, data: dict[str, Any]) -> ArtworkRequest:
@@ -284,13 +278,18 @@ class ArtworkRequest:
                 rows.append(feature)
             spans.append((title_id, tuple(ids)))
         flat = np.array(rows, dtype=np.float64).reshape(len(rows), width or 0)
-        titles = []
-        start = 0
-        for title_id, variant_ids in spans:
-            stop = start + len(variant_ids)
-            titles.append(Title(title_id, variant_ids, flat[start:stop]))
-            start = stop
-        return cls(user, context, tuple(titles), flat)
+        return cls(user, context, _titles(spans, flat), flat)
+
+
+def _titles(spans: list[tuple[Any, tuple[Any, ...]]], flat: np.ndarray) -> tuple[Title, ...]:
+    """The titles of a request: each ``(title_id, variant ids)`` span with its rows of ``flat``."""
+    titles = []
+    start = 0
+    for title_id, variant_ids in spans:
+        stop = start + len(variant_ids)
+        titles.append(Title(title_id, variant_ids, flat[start:stop]))
+        start = stop
+    return tuple(titles)
 
 
 _ARTWORK_FIELDS = frozenset(("user_id", "context", "titles"))
