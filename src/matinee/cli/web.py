@@ -15,10 +15,8 @@ from matinee.cli.output import emit_json, json_option
 def _run(command: str, host: str, port: int, max_upload_mb: int, log_level: str) -> None:
     import signal
 
-    import uvicorn
-
     from matinee.config import load_settings
-    from matinee.core.serving._worker import NoDelayH11Protocol
+    from matinee.core.serving._worker import DrainingServer, config
     from matinee.errors import ConfigError
     from matinee.web.app import create_app
 
@@ -51,8 +49,7 @@ def _run(command: str, host: str, port: int, max_upload_mb: int, log_level: str)
                    "create one with `matinee tokens create --name NAME --role admin`", err=True)
     sys.stdout.flush()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    config = uvicorn.Config(app, log_level=log_level, http=NoDelayH11Protocol, access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    DrainingServer(config(app, log_level, access_log=False)).run(sockets=[sock])
 
 
 def _server_options(default_port: int) -> Any:

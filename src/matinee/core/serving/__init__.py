@@ -64,8 +64,6 @@ def serve(
     import signal
     import sys
 
-    import uvicorn
-
     from matinee.errors import ConfigError
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -80,9 +78,11 @@ def serve(
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     from matinee.core.serving import _worker
 
-    http = _worker.NoDelayH11Protocol
     if workers == 1:
-        uvicorn.run(build_app(deployment), host=host, port=port, log_level=log_level, http=http)
+        server = _worker.DrainingServer(_worker.config(build_app(deployment), log_level, host=host, port=port))
+        server.run()
+        if not server.started:  # the port is taken, or the models would not load: uvicorn has said why
+            sys.exit(3)
         return
 
     code = _worker.supervise(deployment.to_dict(), host, port, workers, log_level)

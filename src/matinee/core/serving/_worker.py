@@ -1,4 +1,4 @@
-"""Worker processes of ``serve(..., workers=N)``, and the HTTP protocol every server uses.
+"""Worker processes of ``serve(..., workers=N)``, and the HTTP server and protocol every server uses.
 
 Each worker binds its own listening socket to the shared port with
 ``SO_REUSEPORT``, so the kernel spreads new connections over the workers. (With
@@ -15,16 +15,26 @@ import signal
 import socket
 import sys
 import time
+import weakref
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
 
 from matinee.core.serving.app import build_app
 from matinee.core.serving.config import Deployment
 
+#: Servers that have begun to shut down (see :class:`DrainingServer`).
+_DRAINING: weakref.WeakSet[ServerState] = weakref.WeakSet()
+
+#: How long a shutting-down server waits for requests in flight before cancelling them.
+DRAIN_SECONDS = 30
+
 
 class NoDelayH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with TCP_NODELAY on every connection.
+    """uvicorn's HTTP/1.1 protocol with TCP_NODELAY on every connection, that
+    closes connections made once its server has begun to shut down.
 
     With several workers uvicorn binds the listening socket itself, with protocol
     number 0, and asyncio sets TCP_NODELAY only on connections from sockets that
@@ -39,6 +49,30 @@ class NoDelayH11Protocol(H11Protocol):
             with contextlib.suppress(OSError):  # not a TCP socket after all: nothing to switch off
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
+        if self.server_state in _DRAINING:
+            self.shutdown()
+
+
+class DrainingServer(uvicorn.Server):
+    """A uvicorn server whose shutdown cannot be held open by keep-alive clients.
+
+    asyncio accepts a connection in one step and makes its protocol in a later
+    one, so a connection accepted just before shutdown can miss uvicorn's call
+    to close idle connections. A client that keeps sending on it then keeps the
+    server waiting for it forever. Here every connection made after shutdown
+    began is closed like the others (see :class:`NoDelayH11Protocol`), and
+    requests still running after :data:`DRAIN_SECONDS` are cancelled.
+    """
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        _DRAINING.add(self.server_state)
+        await super().shutdown(sockets)
+
+
+def config(app: Any, log_level: str, **options: Any) -> uvicorn.Config:
+    """The uvicorn configuration every matinee server runs with."""
+    return uvicorn.Config(app, log_level=log_level, http=NoDelayH11Protocol,
+                          timeout_graceful_shutdown=DRAIN_SECONDS, **options)
 
 
 
@@ -61,16 +95,13 @@ def listen(host: str, port: int) -> socket.socket:
 
 def run_worker(data: dict[str, Any], host: str, port: int, log_level: str) -> None:
     """One worker process: its own socket on the shared port and its own app, until SIGTERM."""
-    import uvicorn
-
     from matinee.core.serving import _limit_threads
 
     _limit_threads()
     for sig in (signal.SIGTERM, signal.SIGINT):  # uvicorn re-raises the signal once drained: exit 0 then
         signal.signal(sig, lambda *_: sys.exit(0))
     sock = listen(host, port)
-    config = uvicorn.Config(build_app(Deployment.from_dict(data)), log_level=log_level, http=NoDelayH11Protocol)
-    uvicorn.Server(config).run(sockets=[sock])
+    DrainingServer(config(build_app(Deployment.from_dict(data)), log_level)).run(sockets=[sock])
 
 
 def supervise(data: dict[str, Any], host: str, port: int, workers: int, log_level: str) -> int:
