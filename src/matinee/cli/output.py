@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from typing import Any
 
 import click
+
+from matinee.core.plain import finite
 
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -25,15 +26,5 @@ def emit_json(data: Any) -> None:
     try:
         text = json.dumps(data, indent=2, default=str, allow_nan=False)
     except ValueError:
-        text = json.dumps(_finite(data), indent=2, default=str, allow_nan=False)
+        text = json.dumps(finite(data, spell=True), indent=2, default=str, allow_nan=False)
     click.echo(text)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from matinee.core.artifacts.store import ArtifactRef
+from matinee.core.plain import finite
 from matinee.errors import MatineeError, NotFoundError, ParameterError, StorageError
 from matinee.web.auth import HttpError
 
@@ -221,18 +222,8 @@ def ok(data: Any, status: int = 200) -> Response:
     try:
         content = json.dumps(data, allow_nan=False, separators=(",", ":"))
     except ValueError:  # an infinity (or NaN) stored somewhere: sent as "Infinity", "-Infinity", "NaN"
-        content = json.dumps(_finite(data), separators=(",", ":"))
+        content = json.dumps(finite(data, spell=True), separators=(",", ":"))
     return Response(content, status_code=status, media_type="application/json")
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else ("NaN" if value != value else "Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 #: The request field a store error is about, from the structured fields the store gives it.

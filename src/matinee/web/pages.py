@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from matinee.core.plain import finite
 from matinee.core.store import Store
 from matinee.errors import ConflictError, MatineeError, NotFoundError, ParameterError
 from matinee.web.auth import HttpError, audit, login, logout, public, requires
@@ -453,18 +454,7 @@ async def experiment_page(request: Request) -> Response:
                               "low": e["diff_low"], "high": e["diff_high"]} for e in analysis.effects]}
     return render(request, "experiment.html", refresh=LIVE_SECONDS if experiment.status == "running" else None,
                   experiment=experiment, analysis=analysis, empty=empty, arms=arms,
-                  metric_names=metric_names, chart=_clean(chart))
-
-
-def _clean(value: Any) -> Any:
-    """JSON-ready: NaN and infinities become None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
+                  metric_names=metric_names, chart=finite(chart))
 
 
 @requires("reader")
@@ -476,7 +466,7 @@ async def bandits_page(request: Request) -> Response:
     endpoint = (request.query_params.get("endpoint") or "").strip() or None
     store = _store(request)
     summary = await run_in_threadpool(bandit_summary, store, since, endpoint)
-    return render(request, "bandits.html", refresh=LIVE_SECONDS, summary=summary, chart=_clean(summary),
+    return render(request, "bandits.html", refresh=LIVE_SECONDS, summary=summary, chart=finite(summary),
                   log=str(log_path(store.settings.home)), since=request.query_params.get("since") or "",
                   endpoint=endpoint or "")
 

@@ -39,6 +39,7 @@ from matinee.core.events import EventLog
 from matinee.core.experiments._scan import DAY, PLAY, VALUES, cached_scan, scan
 from matinee.core.experiments._scan import members as members_frame
 from matinee.core.experiments.model import METRICS, Experiment
+from matinee.core.plain import finite
 from matinee.errors import ConflictError, NotFoundError, ParameterError, StorageError
 
 __all__ = ["Analysis", "analyze", "analyze_members", "member_metrics", "pre_period_metrics"]
@@ -106,7 +107,7 @@ class Analysis:
     def as_dict(self) -> dict[str, Any]:
         """Plain data (JSON-ready: a number that is not finite, such as an undefined relative
         difference, is ``None``)."""
-        return _finite({
+        return finite({
             "experiment": self.experiment.as_dict(), "since": self.since, "until": self.until, "arms": self.arms,
             "effects": self.effects, "srm": None if self.srm is None else self.srm.as_dict(),
             "srm_flagged": self.srm_flagged,
@@ -115,16 +116,6 @@ class Analysis:
             "assignment_checked": self.assignment_checked, "method": self.method, "cuped": self.cuped,
             "correction": self.correction, "warnings": list(self.warnings),
         })
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 # -- reading the log ------------------------------------------------------------------------
