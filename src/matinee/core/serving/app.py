@@ -18,7 +18,6 @@ import json
 import math
 import os
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
@@ -238,11 +237,12 @@ class Server:
         """
         now = time.time()
         records = []
+        ids = iter(_decision_ids(sum(1 for body, _ in answers if body["items"])))
         for body, loaded in answers:
             if not body["items"]:
                 body["decision_id"] = None
                 continue
-            decision_id = uuid.uuid4().hex
+            decision_id = next(ids)
             body["decision_id"] = decision_id
             teams = body.get("teams")  # interleaved: which ranker picked each slot (1 = the second)
             records.append({"decision_id": decision_id, "ts": now, "unit_id": body["user_id"],
