@@ -110,6 +110,8 @@ def test_run_and_inspect(flow_file, home):
         (["metrics", "Nope/1"], "run Nope/1 does not exist"),
         (["logs", "a/b/c/d/e"], "is not a run, step or task"),
         (["gc", "--older-than", "soon"], "cannot read the age 'soon'"),
+        (["gc", "--older-than", "-3d"], "cannot read the age '-3d'"),
+        (["audit", "--prune-older-than", "later"], "cannot read the age 'later'"),
     ],
 )
 def test_errors_are_one_line(args, message):
@@ -118,6 +120,26 @@ def test_errors_are_one_line(args, message):
     assert message in result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert "Traceback" not in result.stderr
+
+
+def test_audit_prune_deletes_only_old_entries_and_is_audited():
+    from matinee.core.store import close_stores, open_store
+
+    meta = open_store().metadata
+    meta.audit("alice", "admin", "alias.move", "ranker", "ok")
+    meta.db.execute("UPDATE audit_log SET at = at - 100 * 86400")  # that move was 100 days ago
+    meta.audit("nobody", None, "request", "/api/v1/runs", "denied", status=401)
+    close_stores()
+
+    pruned = matinee("audit", "--prune-older-than", "90d", "--json")
+    assert pruned.returncode == 0, pruned.stderr
+    assert json.loads(pruned.stdout)["deleted"] == 1
+    rows = json.loads(matinee("audit", "--json").stdout)
+    assert [(r["action"], r["outcome"]) for r in rows] == [("audit.prune", "ok"), ("request", "denied")]
+    assert "1 entries" in rows[0]["detail"]
+    again = matinee("audit", "--prune-older-than", "90d")
+    assert again.returncode == 0 and "deleted 0 audit entries older than 90d" in again.stdout
+    assert len(json.loads(matinee("audit", "--json").stdout)) == 3
 
 
 def test_debug_shows_traceback():

@@ -163,12 +163,32 @@ def tokens_revoke(token: str, as_json: bool) -> None:
 @click.command()
 @click.option("--limit", default=50, show_default=True, help="How many entries, newest first.")
 @click.option("--denied", is_flag=True, help="Only refused requests.")
+@click.option("--prune-older-than", "prune", metavar="AGE",
+              help="Delete entries older than AGE (e.g. 90d) instead of showing any; the pruning is audited.")
 @json_option
-def audit(limit: int, denied: bool, as_json: bool) -> None:
-    """The audit log: refused requests and admin actions of the web server."""
+def audit(limit: int, denied: bool, prune: str | None, as_json: bool) -> None:
+    """The audit log: refused requests and admin actions of the web server.
+
+    The log keeps everything until pruned: `matinee audit --prune-older-than 90d`
+    from a scheduler keeps it to the last 90 days.
+    """
     from matinee.cli import views
 
-    rows = _local_store().metadata.audit_log(limit=limit, outcome="denied" if denied else None)
+    store = _local_store()
+    if prune is not None:
+        from matinee.core.gc import parse_age
+
+        age = parse_age(prune, parameter="prune-older-than")
+        before = time.time() - age
+        deleted = store.metadata.prune_audit(before)
+        store.metadata.audit(store.settings.user, "admin", "audit.prune", None, "ok",
+                             detail=f"cli, {deleted} entries before {views.when(before)}")
+        if as_json:
+            emit_json({"deleted": deleted, "before": before})
+        else:
+            click.echo(f"deleted {deleted} audit entries older than {prune}")
+        return
+    rows = store.metadata.audit_log(limit=limit, outcome="denied" if denied else None)
     if as_json:
         emit_json(rows)
         return

@@ -9,6 +9,7 @@ never loses a blob it has stored but not yet recorded.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -41,18 +42,19 @@ class GcPlan:
         }
 
 
-def parse_age(text: str) -> float:
-    """Seconds in an age such as ``30d``, ``12h``, ``15m``, ``45s`` or ``2w``."""
+def parse_age(text: str, parameter: str = "age") -> float:
+    """Seconds in an age such as ``30d``, ``12h``, ``15m``, ``45s`` or ``2w``; an error names ``parameter``."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     text = text.strip().lower()
     try:
-        if text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
+        seconds = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
     except (ValueError, IndexError):
+        seconds = math.nan
+    if not seconds >= 0 or math.isinf(seconds):
         raise ParameterError(
-            f"cannot read the age {text!r}: use a number and a unit, e.g. 30d, 12h, 15m", parameter="age"
-        ) from None
+            f"cannot read the age {text!r}: use a number and a unit, e.g. 30d, 12h, 15m", parameter=parameter
+        )
+    return seconds
 
 
 def plan_gc(

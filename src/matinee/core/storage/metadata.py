@@ -583,6 +583,10 @@ class MetadataStore:
             args["outcome"] = outcome
         return self.db.query(sql + f" ORDER BY id DESC LIMIT {_whole(limit, 'limit', 1, 10_000)}", args)
 
+    def prune_audit(self, before: float) -> int:
+        """Delete audit entries recorded before ``before`` (epoch seconds); returns how many."""
+        return self.db.execute("DELETE FROM audit_log WHERE at < :before", dict(before=float(before)))
+
     # -- model registry -------------------------------------------------------
     def add_model_version(self, name: str, fields: Mapping[str, Any], attempts: int = 20) -> int:
         """Record the next version of model ``name``; returns its number (1, 2, ... per name).
