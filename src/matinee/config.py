@@ -33,6 +33,8 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "namespace": (None, "Client namespace, e.g. user:alice; default user:<user>."),
     "tracking_uri": (None, "A matinee server (http://host:5173) to use instead of the local store; see docs/web.md."),
     "token": (None, "The access token sent to the tracking_uri server (`matinee tokens create`)."),
+    "web_secret": (None, "Key (32+ characters) that signs dashboard sessions; give every server behind "
+                         "one address the same; default a random key in <home>/web-secret."),
 }
 
 
@@ -62,11 +64,13 @@ class Settings:
     ray_address: str | None = None
     tracking_uri: str | None = None
     token: str | None = field(default=None, repr=False)
+    web_secret: str | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         out = {f.name: str(getattr(self, f.name)) for f in fields(self)}
-        if self.token:
-            out["token"] = "(set)"
+        for secret in ("token", "web_secret"):
+            if getattr(self, secret):
+                out[secret] = "(set)"
         return out
 
 
@@ -134,7 +138,21 @@ def load_settings(**overrides: Any) -> Settings:
         ray_address=raw["ray_address"],
         tracking_uri=_tracking_uri(raw["tracking_uri"]),
         token=raw["token"],
+        web_secret=_web_secret(raw["web_secret"]),
     )
+
+
+def _web_secret(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    if len(text.strip()) < 32:
+        raise ConfigError(
+            f"web_secret must be at least 32 characters (it has {len(text.strip())}); make one with "
+            "`python -c 'import secrets; print(secrets.token_hex(32))'` (setting MATINEE_WEB_SECRET)",
+            setting="web_secret",
+        )
+    return text.strip()
 
 
 def _tracking_uri(value: Any) -> str | None:

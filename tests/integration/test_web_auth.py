@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ import pytest
 from _web_helpers import MODEL, Seeded, WebServer, audit_rows, cli, seed
 from starlette.routing import Mount, Route
 
+import _web_server
 from matinee.config import load_settings
 from matinee.core.storage.metadata import MetadataStore
 from matinee.core.store import close_stores
@@ -423,6 +426,39 @@ def test_browser_session_login_csrf_and_revocation(seeded: tuple[Seeded, WebServ
     assert any(r["action"] == f"GET {tags}" for r in denied)
     csrf_denials = [r for r in audit_rows(data.home, 200) if r["detail"] == "csrf"]
     assert len(csrf_denials) >= 2
+
+
+def test_servers_given_one_web_secret_share_sessions(tmp_path: Path) -> None:
+    """Two servers on one store with the same ``web_secret`` accept each other's sessions; one
+    keeping its own random key does not."""
+    import _web_server
+
+    data = seed(tmp_path / "a")
+    shared = "k" * 16 + "-shared-session-key"
+    store = {"MATINEE_METADATA_URL": f"sqlite:///{data.home / 'matinee.db'}",
+             "MATINEE_BLOB_URL": str(data.home / "blobs")}
+    first = _web_server.WebServer(_web_server.server_env(data.home, MATINEE_WEB_SECRET=shared))
+    second = _web_server.WebServer(_web_server.server_env(tmp_path / "b", MATINEE_WEB_SECRET=shared, **store))
+    own_key = _web_server.WebServer(_web_server.server_env(tmp_path / "c", **store))
+    with first, second, own_key, httpx.Client(base_url=first.url, timeout=30) as browser:
+        csrf = browser.get("/login").cookies.get("matinee_csrf")
+        login = browser.post("/login", data={"token": data.tokens["reader"], "csrf": csrf, "next": "/runs"})
+        assert login.status_code == 303, login.text
+        cookies = {"matinee_session": browser.cookies["matinee_session"]}
+        assert httpx.get(f"{second.url}/runs", cookies=cookies, timeout=30).status_code == 200
+        elsewhere = httpx.get(f"{own_key.url}/runs", cookies=cookies, timeout=30)
+        assert elsewhere.status_code == 303 and elsewhere.headers["location"].startswith("/login")
+    assert not (tmp_path / "b" / "web-secret").exists()
+    assert (tmp_path / "c" / "web-secret").exists()
+
+
+def test_a_short_web_secret_is_refused_naming_the_setting(tmp_path: Path) -> None:
+    env = _web_server.server_env(tmp_path / "short", MATINEE_WEB_SECRET="too-short")
+    done = subprocess.run([sys.executable, "-m", "matinee.cli.main", "ui", "--port", "0"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: web_secret must be at least 32 characters")
+    assert done.stderr.count("\n") == 1
 
 
 def test_browser_forms_carry_the_csrf_field(seeded: tuple[Seeded, WebServer, list[Endpoint]]) -> None:

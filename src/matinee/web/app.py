@@ -72,7 +72,8 @@ def create_app(settings: Settings | None = None, *, host: str = "127.0.0.1",
     app.state.settings = settings
     app.state.store = store
     app.state.max_upload_bytes = int(max_upload_bytes)
-    app.state.auth = Auth(store.metadata, host, server_secret(settings.home))
+    secret = settings.web_secret.encode() if settings.web_secret else server_secret(settings.home)
+    app.state.auth = Auth(store.metadata, host, secret)
     app.add_middleware(_Guard, auth=app.state.auth)
     return app
 
