@@ -520,6 +520,23 @@ def test_sigterm_under_load_drains_flushes_and_exits_0(home: Path, tmp_path: Pat
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_drains_and_exits_0(home: Path, tmp_path: Path, workers: int) -> None:
+    register_artwork()
+    deployment = write_deployment(tmp_path / "deploy.toml", artwork="art@champion")
+    with ServerProcess(home, [str(deployment), "--workers", str(workers)], name="sigint") as server:
+        server.start()
+        made = httpx.post(f"{server.url}/artwork", json=art_body(random.Random(3)), timeout=10)
+        assert made.status_code == 200, made.text
+        server.process.send_signal(signal.SIGINT)  # type: ignore[union-attr]
+        code = server.process.wait(timeout=30)  # type: ignore[union-attr]
+        output = server.output()
+    assert code == 0, output[-3000:]
+    assert "Traceback" not in output and "Aborted" not in output, output[-3000:]
+    assert made.json()["choices"][0]["decision_id"] in logged_decisions(home)
+
+
 def test_feedback_reaches_any_worker(home: Path) -> None:
     register_artwork()
     flags = ["--artwork", "art@champion", "--workers", "2"]

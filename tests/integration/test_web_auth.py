@@ -452,6 +452,20 @@ def test_servers_given_one_web_secret_share_sessions(tmp_path: Path) -> None:
     assert (tmp_path / "c" / "web-secret").exists()
 
 
+def test_ctrl_c_stops_the_server_with_status_0(tmp_path: Path) -> None:
+    import signal
+
+    server = _web_server.WebServer(_web_server.server_env(tmp_path / "home"), command="ui").start()
+    try:
+        assert httpx.get(f"{server.url}/runs", timeout=30).status_code == 200
+        assert server.process is not None
+        server.process.send_signal(signal.SIGINT)
+        assert server.process.wait(timeout=30) == 0, server.log()[-3000:]
+        assert "Traceback" not in server.log() and "Aborted" not in server.log()
+    finally:
+        server.stop()
+
+
 def test_a_short_web_secret_is_refused_naming_the_setting(tmp_path: Path) -> None:
     env = _web_server.server_env(tmp_path / "short", MATINEE_WEB_SECRET="too-short")
     done = subprocess.run([sys.executable, "-m", "matinee.cli.main", "ui", "--port", "0"], env=env,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import time
@@ -49,7 +50,8 @@ def _run(command: str, host: str, port: int, max_upload_mb: int, log_level: str)
                    "create one with `matinee tokens create --name NAME --role admin`", err=True)
     sys.stdout.flush()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    DrainingServer(config(app, log_level, access_log=False)).run(sockets=[sock])
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C once it has drained
+        DrainingServer(config(app, log_level, access_log=False)).run(sockets=[sock])
 
 
 def _server_options(default_port: int) -> Any:

@@ -60,6 +60,7 @@ def serve(
     ConfigError
         ``workers`` is not a positive integer, or is more than 1 with ``learn``.
     """
+    import contextlib
     import os
     import signal
     import sys
@@ -80,7 +81,8 @@ def serve(
 
     if workers == 1:
         server = _worker.DrainingServer(_worker.config(build_app(deployment), log_level, host=host, port=port))
-        server.run()
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C once it has drained
+            server.run()
         if not server.started:  # the port is taken, or the models would not load: uvicorn has said why
             sys.exit(3)
         return
