@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from _web_server import WebServer, server_env
+from _web_server import WebServer, create_token, server_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 REQUIRED = os.environ.get("MATINEE_REQUIRE_BROWSER") == "1"  # CI installs both: a skip there is a failure
@@ -213,3 +213,35 @@ def test_promote_a_version_through_the_ui(page: Any, dashboard: Dashboard) -> No
     assert model["aliases"] == {"champion": 2}
     page.goto("/models")
     assert "champion → v2" in page.inner_text("main")
+
+
+def test_log_in_and_out_through_the_form(browser: Any, tmp_path: Path) -> None:
+    """With a token in the store every page asks for a login; the form (and its CSRF field) lets a browser in."""
+    env = server_env(tmp_path / "home")
+    token = create_token(env, "browser-user", "reader")
+    with WebServer(env, command="ui", log_path=tmp_path / "ui.log") as server:
+        context = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=server.url)
+        tab = context.new_page()
+        problems: list[str] = []
+        tab.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+               if "Content Security Policy" in m.text else None)
+        tab.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        try:
+            tab.goto("/runs")
+            tab.wait_for_url(re.compile(r"/login\?next="))
+            tab.fill("#token", "mt_000000000000_" + "x" * 43)
+            tab.click("form[action='/login'] button[type=submit]")
+            assert "the token is not valid" in tab.inner_text(".alert")
+            tab.fill("#token", token)
+            with tab.expect_navigation():
+                tab.click("form[action='/login'] button[type=submit]")
+            assert re.search(r"/runs$", tab.url), tab.url
+            assert "browser-user" in tab.inner_text(".principal")
+            with tab.expect_navigation():
+                tab.click("form[action='/logout'] button")
+            assert "/login" in tab.url
+            tab.goto("/runs")
+            tab.wait_for_url(re.compile(r"/login\?next="))
+        finally:
+            context.close()
+    assert problems == [], problems

@@ -363,9 +363,14 @@ def test_roles_decide_who_moves_aliases(client: TestClient, model: str, shop: Pa
         assert ok.status_code == 303  # a bearer token needs no CSRF value
         assert meta.model_alias(model, "staging")["updated_by"] == "page-admin"
         # a browser session from the login form
-        failed = client.post("/login", data={"token": "mt_000000000000_" + "x" * 43, "next": "/models"})
+        form = client.get("/login").text
+        failed = client.post("/login", data={"token": "mt_000000000000_" + "x" * 43, "next": "/models",
+                                             "csrf": _csrf(form)})
         assert failed.status_code == 401 and "Log in" in failed.text
-        login = client.post("/login", data={"token": admin, "next": "//evil.example/"}, follow_redirects=False)
+        forged = client.post("/login", data={"token": admin, "next": "/models"}, follow_redirects=False)
+        assert forged.status_code == 403 and "matinee_session" not in forged.headers.get("set-cookie", "")
+        login = client.post("/login", data={"token": admin, "next": "//evil.example/", "csrf": _csrf(form)},
+                            follow_redirects=False)
         assert login.status_code == 303 and login.headers["location"] == "/runs"
         page = client.get(f"/models/{model}").text
         assert "page-admin" in page and "log out" in page

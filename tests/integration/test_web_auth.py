@@ -114,6 +114,10 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Seeded, W
         yield data, server, routes
 
 
+#: The CSRF value the matrix's login posts carry in both the cookie and the form.
+LOGIN_CSRF = "matrix-login-csrf-value-0123"
+
+
 def headers_for(caller: str, data: Seeded) -> dict[str, str]:
     return {} if caller == "none" else {"authorization": f"Bearer {data.tokens[caller]}"}
 
@@ -122,8 +126,9 @@ def request_for(endpoint: Endpoint, caller: str, data: Seeded) -> dict[str, Any]
     """A request each route can parse (the handler may still refuse its content: that is not the point)."""
     kwargs: dict[str, Any] = {"headers": headers_for(caller, data)}
     if endpoint.method in ("POST", "PUT", "DELETE", "PATCH"):
-        if endpoint.template == "/login":
-            kwargs["data"] = {"token": data.tokens.get(caller, ""), "next": "/runs"}
+        if endpoint.template == "/login":  # a browser's own login form: its CSRF cookie and field
+            kwargs["data"] = {"token": data.tokens.get(caller, ""), "next": "/runs", "csrf": LOGIN_CSRF}
+            kwargs["headers"]["cookie"] = f"matinee_csrf={LOGIN_CSRF}"
         elif endpoint.api and endpoint.template.startswith("/api/v1/blobs/") and endpoint.method == "PUT":
             kwargs["content"] = b"not the key's bytes"
             kwargs["headers"]["content-type"] = "application/octet-stream"
@@ -306,7 +311,8 @@ def test_sufficient_roles_get_2xx_for_well_formed_requests(
                                                          {"data": {"alias": "staging", "version": "1"}}, (303,))
     add("POST", "/models/{name}/rollback", expect=(303,), data={"alias": "staging"})
     add("POST", "/logout", expect=(303,))
-    add("POST", "/login", expect=(303,), data={"token": data.tokens["reader"], "next": "/runs"})
+    add("POST", "/login", expect=(303,), data={"token": data.tokens["reader"], "next": "/runs", "csrf": LOGIN_CSRF},
+        headers={"cookie": f"matinee_csrf={LOGIN_CSRF}"})
 
     by_key = {(e.method, e.template): e for e in routes}
     missing = [f"{m} {t}" for (m, t) in by_key if (m, t) not in recipes and m != "HEAD"]
@@ -400,6 +406,10 @@ def test_browser_session_login_csrf_and_revocation(seeded: tuple[Seeded, WebServ
 
         bad = browser.post("/login", data={"token": data.tokens["forged"], "csrf": csrf, "next": "/models"})
         assert bad.status_code == 401 and "matinee_session" not in bad.headers.get("set-cookie", "")
+        # login CSRF: a form another site posts (no field, or not this browser's value) logs nobody in
+        for field in ({}, {"csrf": "y" * 32}):
+            cross = browser.post("/login", data={"token": data.tokens["browser"], "next": "/models", **field})
+            assert cross.status_code == 403 and "matinee_session" not in cross.headers.get("set-cookie", "")
 
         login = browser.post("/login", data={"token": data.tokens["browser"], "csrf": csrf, "next": "/models"})
         assert login.status_code == 303 and login.headers["location"] == "/models"
@@ -425,7 +435,8 @@ def test_browser_session_login_csrf_and_revocation(seeded: tuple[Seeded, WebServ
     denied = [r for r in audit_rows(data.home, 200) if r["outcome"] == "denied" and r["detail"] == "revoked"]
     assert any(r["action"] == f"GET {tags}" for r in denied)
     csrf_denials = [r for r in audit_rows(data.home, 200) if r["detail"] == "csrf"]
-    assert len(csrf_denials) >= 2
+    assert len(csrf_denials) >= 4
+    assert sum(r["action"] == "POST /login" for r in csrf_denials) == 2
 
 
 def test_servers_given_one_web_secret_share_sessions(tmp_path: Path) -> None:

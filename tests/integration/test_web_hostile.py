@@ -458,7 +458,8 @@ def test_login_never_redirects_off_site(hostile: tuple[Seeded, WebServer, str], 
     with httpx.Client(base_url=server.url, timeout=30, follow_redirects=False) as browser:
         form = browser.get("/login", params={"next": target})
         assert form.status_code == 200
-        done = browser.post("/login", data={"token": data.tokens["reader"], "next": target})
+        done = browser.post("/login", data={"token": data.tokens["reader"], "next": target,
+                                            "csrf": browser.cookies["matinee_csrf"]})
     assert done.status_code == 303
     location = done.headers["location"]
     squeezed = "".join(c for c in location if c not in "\t\r\n ")
@@ -493,9 +494,10 @@ def test_artifact_names_cannot_inject_headers(hostile: tuple[Seeded, WebServer, 
 def test_token_secrets_never_reach_logs_or_the_audit_log(hostile: tuple[Seeded, WebServer, str]) -> None:
     data, server, _ = hostile
     with httpx.Client(base_url=server.url, timeout=30) as client:
+        client.get("/login")
         for token in data.tokens.values():
             client.get("/api/v1/tokens", headers={"authorization": f"Bearer {token}"})
-            client.post("/login", data={"token": token, "next": "/runs"})
+            client.post("/login", data={"token": token, "next": "/runs", "csrf": client.cookies["matinee_csrf"]})
         client.cookies.clear()  # the logins above left a session: a token in the URL is not a credential
         assert client.get("/api/v1/runs", params={"token": data.tokens["admin"]}).status_code == 401
         entries = client.get("/api/v1/audit?limit=1000", headers=auth(data)).text

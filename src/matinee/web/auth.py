@@ -264,7 +264,8 @@ def csrf_value(request: Request) -> str:
     return value
 
 
-async def _csrf_ok(request: Request) -> bool:
+async def csrf_ok(request: Request) -> bool:
+    """Whether a state-changing browser request carries this browser's CSRF value (header or form field)."""
     expected = request.cookies.get(CSRF_COOKIE)
     if not expected:
         return False
@@ -314,7 +315,7 @@ def requires(role: str) -> Callable[[Handler], Handler]:
                 raise HttpError(403, f"this needs the {role} role; the token {principal.name!r} is a "
                                      f"{principal.role}", reason="role")
             if request.method not in SAFE_METHODS and _needs_csrf(request, principal) \
-                    and not await _csrf_ok(request):
+                    and not await csrf_ok(request):
                 await audit(request, f"{request.method} {request.url.path}", request.url.path, "denied", 403,
                             "csrf")
                 raise HttpError(403, "the form is stale or came from another site (CSRF token missing or "

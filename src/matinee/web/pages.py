@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute, Route
 from matinee.core.plain import finite
 from matinee.core.store import Store
 from matinee.errors import ConflictError, MatineeError, NotFoundError, ParameterError
-from matinee.web.auth import HttpError, audit, login, logout, public, requires
+from matinee.web.auth import HttpError, audit, csrf_ok, login, logout, public, requires
 
 __all__ = ["render_error", "routes"]
 
@@ -501,6 +501,11 @@ async def login_page(request: Request) -> Response:
 async def login_action(request: Request) -> Response:
     form = await _form(request)
     target = _next(form.get("next"))
+    enabled = request.app.state.auth.enabled()
+    if not await csrf_ok(request):  # another site cannot log this browser in to an account of its choosing
+        await audit(request, "POST /login", "/login", "denied", 403, "csrf")
+        return render(request, "login.html", status=403, next=target, enabled=enabled,
+                      error="The form is stale or came from another site: log in again from this page.")
     response = RedirectResponse(target, status_code=303)
     try:
         await login(request, str(form.get("token") or "").strip(), response)
