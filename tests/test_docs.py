@@ -60,7 +60,8 @@ def test_public_names_have_docstrings(name):
 @pytest.mark.parametrize(
     "module",
     ["matinee.core.tracking.api", "matinee.core.flows.decorators", "matinee.core.flows.current",
-     "matinee.core.flows.spec", "matinee.core.events._log", "matinee.core.plain"],
+     "matinee.core.flows.spec", "matinee.core.events._log", "matinee.core.plain",
+     "matinee.core.timespan"],
 )
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)

@@ -109,9 +109,10 @@ def test_run_and_inspect(flow_file, home):
         (["show", "Nope/x"], "must be a number"),
         (["metrics", "Nope/1"], "run Nope/1 does not exist"),
         (["logs", "a/b/c/d/e"], "is not a run, step or task"),
-        (["gc", "--older-than", "soon"], "cannot read the age 'soon'"),
-        (["gc", "--older-than", "-3d"], "cannot read the age '-3d'"),
-        (["audit", "--prune-older-than", "later"], "cannot read the age 'later'"),
+        (["gc", "--older-than", "soon"], "older-than must be a duration such as 30d, 12h, 90m or 1w2d, not 'soon'"),
+        (["gc", "--older-than", "-3d"], "older-than must be a duration such as 30d, 12h, 90m or 1w2d, not '-3d'"),
+        (["gc", "--grace", "3600"], "grace must be a duration such as 30d, 12h, 90m or 1w2d, not '3600'"),
+        (["audit", "--prune-older-than", "later"], "prune-older-than must be a duration such as 30d"),
     ],
 )
 def test_errors_are_one_line(args, message):

@@ -192,11 +192,11 @@ def gc(
     store = open_store()
     plan = plan_gc(
         store,
-        older_than=parse_age(older_than) if older_than else None,
+        older_than=parse_age(older_than, "older-than") if older_than else None,
         keep_last=keep_last,
         tags=tags,
         flow=flow,
-        grace=parse_age(grace),
+        grace=parse_age(grace, "grace"),
     )
     if not dry_run:
         apply_gc(store, plan)

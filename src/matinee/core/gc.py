@@ -9,7 +9,6 @@ never loses a blob it has stored but not yet recorded.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 from matinee.core.storage.blobs import BlobInfo
 from matinee.core.storage.metadata import RUNNING
 from matinee.core.store import Store
+from matinee.core.timespan import parse_span
 from matinee.errors import ParameterError
 
 
@@ -43,18 +43,8 @@ class GcPlan:
 
 
 def parse_age(text: str, parameter: str = "age") -> float:
-    """Seconds in an age such as ``30d``, ``12h``, ``15m``, ``45s`` or ``2w``; an error names ``parameter``."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    text = text.strip().lower()
-    try:
-        seconds = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
-    except (ValueError, IndexError):
-        seconds = math.nan
-    if not seconds >= 0 or math.isinf(seconds):
-        raise ParameterError(
-            f"cannot read the age {text!r}: use a number and a unit, e.g. 30d, 12h, 15m", parameter=parameter
-        )
-    return seconds
+    """Seconds in an age such as ``30d``, ``12h``, ``15m``, ``45s`` or ``2w`` (see :func:`~matinee.core.timespan.parse_span`)."""
+    return parse_span(text, parameter)
 
 
 def plan_gc(

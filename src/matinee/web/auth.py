@@ -45,6 +45,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from matinee.core.storage.metadata import MetadataStore
+from matinee.core.timespan import parse_span
 from matinee.errors import MatineeError, ParameterError
 
 ROLES = ("reader", "writer", "admin")
@@ -55,8 +56,6 @@ SESSION_SECONDS = 12 * 3600
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
 _TOKEN = re.compile(r"mt_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
-_DURATION = re.compile(r"(\d+)\s*([smhdw])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -102,16 +101,7 @@ def parse_duration(text: str | None) -> float | None:
     """Seconds in ``30d``, ``12h``, ``90m``, ``1w2d`` (None for ``never`` or nothing)."""
     if text is None or str(text).strip().lower() in ("", "never", "none"):
         return None
-    value = str(text).strip().lower()
-    parts = _DURATION.findall(value)
-    if not parts or _DURATION.sub("", value).strip():
-        raise ParameterError(
-            f"expires must look like 30d, 12h, 90m or 1w (or never), not {text!r}", parameter="expires"
-        )
-    seconds = sum(int(n) * _UNITS[unit] for n, unit in parts)
-    if seconds <= 0:
-        raise ParameterError(f"expires must be a positive duration, not {text!r}", parameter="expires")
-    return float(seconds)
+    return parse_span(str(text), "expires", positive=True)
 
 
 def check_token_name(name: Any) -> str:
