@@ -20,7 +20,7 @@ import matinee
 from _web_server import create_token, matinee_server, server_env
 from matinee.core import registry
 from matinee.core.store import close_stores, open_store
-from matinee.errors import ConfigError, NotSupportedError
+from matinee.errors import ConfigError, NotFoundError, NotSupportedError
 
 FLOW = """
 from matinee import FlowSpec, Parameter, current, step
@@ -154,3 +154,54 @@ def test_promote_and_rollback_need_an_admin_token(server: dict[str, Any], use: C
     assert ("alias.move", "ok", "admin") in actions and ("alias.rollback", "ok", "admin") in actions
     assert any(a["outcome"] == "denied" and a["actor"] == "writer" for a in audit)
     assert os.environ.get("MATINEE_TRACKING_URI") is None
+
+
+def test_experiments_are_managed_through_the_server(server: dict[str, Any], use: Callable[..., None],
+                                                    tmp_path: Path) -> None:
+    """The experiments CLI with MATINEE_TRACKING_URI: every change lands in the server's store, checked there."""
+    import json
+    import subprocess
+    import sys
+
+    from matinee.core.experiments import get_experiment
+
+    use(server, "admin")
+    for version in (matinee.register_model("exp-ranker", {"w": 1}).version,
+                    matinee.register_model("exp-ranker", {"w": 2}).version):
+        registry.promote("exp-ranker", version, "champion" if version == 1 else "challenger")
+    env = {**os.environ, "MATINEE_TRACKING_URI": server["url"], "MATINEE_TOKEN": server["tokens"]["writer"],
+           "MATINEE_HOME": str(tmp_path / "client-home"), "MATINEE_USER": "remote-alice"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "matinee.cli.main", "experiments", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    made = cli("create", "remote-ab", "--arm", "exp-ranker@champion=0.9", "--arm", "exp-ranker@challenger=0.1",
+               "--json")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["owner"] == "remote-alice"
+    unknown = cli("create", "remote-bad", "--arm", "exp-ranker@champion", "--arm", "exp-ranker@nowhere")
+    assert unknown.returncode == 2 and "exp-ranker@nowhere" in unknown.stderr and unknown.stderr.count("\n") == 1
+    assert cli("create", "remote-gone", "--arm", "exp-ranker@champion", "--arm", "exp-ranker@challenger").returncode == 0
+    assert cli("start", "remote-ab").returncode == 0
+    again = cli("start", "remote-ab")
+    assert again.returncode == 2 and "only a draft can start" in again.stderr
+    listed = json.loads(cli("ls", "--status", "running", "--json").stdout)
+    assert [e["name"] for e in listed] == ["remote-ab"]
+    assert json.loads(cli("show", "remote-ab", "--json").stdout)["deployment"]["split"] == {
+        "champion": 90.0, "challenger": 10.0}  # percent, as the deployment file takes it
+    assert cli("stop", "remote-ab").returncode == 0
+    assert cli("delete", "remote-gone").returncode == 0
+    refused = cli("delete", "remote-ab")
+    assert refused.returncode == 2 and "only a draft can be deleted" in refused.stderr
+
+    use(server, None)  # what the server's own store holds
+    stored = get_experiment("remote-ab")
+    assert (stored.status, stored.owner, stored.weights) == ("stopped", "remote-alice",
+                                                             {"champion": 0.9, "challenger": 0.1})
+    assert stored.started_at is not None and stored.stopped_at is not None
+    with pytest.raises(NotFoundError, match="no experiment named 'remote-gone'"):
+        get_experiment("remote-gone")
+    actions = [a["action"] for a in open_store().metadata.audit_log(limit=50) if a["action"].startswith("experiment.")]
+    assert sorted(actions) == sorted(["experiment.create"] * 2 + ["experiment.start", "experiment.stop",
+                                                                  "experiment.delete"])

@@ -235,6 +235,10 @@ def test_sufficient_roles_get_2xx_for_well_formed_requests(
         for version in (1, 2):
             moved = setup.put(f"/api/v1/models/{MODEL}/aliases/history", json={"version": version}, headers=admin)
             assert moved.status_code == 200, moved.text
+        draft = {"name": "api-draft", "model": MODEL, "endpoint": "artwork",
+                 "arms": [{"alias": "history", "weight": 0.5}, {"alias": "challenger", "weight": 0.5}]}
+        made = setup.post("/api/v1/experiments", json={"experiment": draft}, headers=writer)
+        assert made.status_code == 201, made.text
     version_fields = {"run_id": run, "task_id": task, "artifact_name": "model", "artifact_key": data.blob_key,
                       "codec": "bytes", "size": len(data.blob_bytes), "description": "v3"}
     # (method, template) -> (path, request kwargs, acceptable statuses); run in this order
@@ -295,6 +299,12 @@ def test_sufficient_roles_get_2xx_for_well_formed_requests(
     add("GET", "/api/v1/experiments")
     add("GET", "/api/v1/experiments/{name}")
     add("GET", "/api/v1/experiments/{name}/analysis", expect=(404,))  # started, but no exposures logged yet
+    # the alias recipes above deleted 'history' by now: this one asks for no alias check
+    add("POST", "/api/v1/experiments", expect=(201,), json={"experiment": {**draft, "name": "api-exp"},
+                                                            "check_aliases": False})
+    add("POST", "/api/v1/experiments/{name}/start", "/api/v1/experiments/api-exp/start", json={})
+    add("POST", "/api/v1/experiments/{name}/stop", "/api/v1/experiments/api-exp/stop", json={"at": time.time() + 1})
+    add("DELETE", "/api/v1/experiments/{name}", "/api/v1/experiments/api-draft")
     add("GET", "/api/v1/events")
     add("GET", "/api/v1/bandits")
     add("GET", "/api/v1/tokens")

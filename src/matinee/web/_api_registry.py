@@ -215,6 +215,54 @@ async def get_experiment(request: Request) -> Response:
     return ok({"experiment": experiment.as_dict()})
 
 
+def _experiment_name(request: Request) -> str:
+    from matinee.core.experiments.model import check_name
+
+    return check_name(str(text(request.path_params["name"], "name", max_len=255)))
+
+
+@requires("writer")
+async def create_experiment(request: Request) -> Response:
+    """A new draft experiment from the ``as_dict`` form (``owner`` defaulting to the caller)."""
+    from matinee.core.experiments.model import Experiment
+    from matinee.core.experiments.store import create_experiment as create
+
+    data = await body(request)
+    fields = data.get("experiment")
+    if not isinstance(fields, dict):
+        raise bad("experiment", "must be an object: the experiment's fields (name, model, arms, ...)")
+    check = data.get("check_aliases", True)
+    if not isinstance(check, bool):
+        raise bad("check_aliases", "must be true or false")
+    experiment = Experiment.from_dict({**fields, "owner": fields.get("owner") or principal_name(request)})
+    stored = await write(create, experiment, check_aliases=check, field="name")
+    await audit(request, "experiment.create", stored.name, outcome="ok")
+    return ok({"experiment": stored.as_dict()}, status=201)
+
+
+@requires("writer")
+async def change_experiment(request: Request) -> Response:
+    """Start or stop an experiment, as the path's last segment says (``at``: seconds since the epoch, default now)."""
+    from matinee.core.experiments.store import start_experiment, stop_experiment
+
+    name, action = _experiment_name(request), request.url.path.rsplit("/", 1)[-1]
+    data = await body(request)
+    at = None if data.get("at") is None else number(data["at"], "at")
+    changed = await write(start_experiment if action == "start" else stop_experiment, name, at, field="name")
+    await audit(request, f"experiment.{action}", name, outcome="ok")
+    return ok({"experiment": changed.as_dict()})
+
+
+@requires("writer")
+async def delete_experiment(request: Request) -> Response:
+    from matinee.core.experiments.store import delete_experiment as delete
+
+    name = _experiment_name(request)
+    await write(delete, name, field="name")
+    await audit(request, "experiment.delete", name, outcome="ok")
+    return ok({"name": name, "deleted": True})
+
+
 @requires("reader")
 async def experiment_analysis(request: Request) -> Response:
     from matinee.core.experiments.analysis import analyze

@@ -286,8 +286,26 @@ def _paths() -> dict[str, dict[str, Schema]]:
             "Roll an alias back", "admin", params=(MODEL, ALIAS), body=obj({"user": NAME}),
             ok=answer(obj({"from": {"type": "integer"}, "to": {"type": "integer"}})))},
         "/models/{name}/history": {"get": operation("Alias history", "reader", params=(MODEL, q("alias", QSTR)))},
-        "/experiments": {"get": operation("Experiments", "reader", params=(q("status", QSTR),))},
-        "/experiments/{name}": {"get": operation("One experiment", "reader", params=(p("name", NAME),))},
+        "/experiments": {
+            "get": operation("Experiments", "reader", params=(q("status", QSTR),)),
+            "post": operation("Create a draft experiment", "writer", body=obj(
+                {"experiment": obj({"name": NAME, "model": NAME, "arms": array(obj(
+                    {"alias": NAME, "weight": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}},
+                    ("alias", "weight"))), "endpoint": {"type": "string", "enum": ["recs", "artwork"]},
+                    "kind": {"type": "string", "enum": ["ab", "interleaving"]}, "salt": {"type": "string"},
+                    "primary_metric": NAME, "guardrails": array(NAME), "owner": {"type": "string"},
+                    "description": {"type": "string"}, "alpha": {"type": "number"}}, ("name", "model", "arms")),
+                 "check_aliases": {"type": "boolean"}}, ("experiment",)),
+                ok=answer(obj({"experiment": obj({})}), 201, "Created")),
+        },
+        "/experiments/{name}": {
+            "get": operation("One experiment", "reader", params=(p("name", NAME),)),
+            "delete": operation("Delete a draft experiment", "writer", params=(p("name", NAME),)),
+        },
+        "/experiments/{name}/start": {"post": operation(
+            "Start an experiment", "writer", params=(p("name", NAME),), body=obj({"at": nullable(TIME)}))},
+        "/experiments/{name}/stop": {"post": operation(
+            "Stop an experiment", "writer", params=(p("name", NAME),), body=obj({"at": nullable(TIME)}))},
         "/experiments/{name}/analysis": {"get": operation(
             "Experiment analysis", "reader", params=(p("name", NAME), q("sequential", {"type": "integer",
                                                                                       "enum": [0, 1]})))},

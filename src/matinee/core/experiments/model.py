@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from matinee.errors import ParameterError
@@ -264,6 +265,34 @@ class Experiment:
         data["guardrails"] = list(self.guardrails)
         data["control"] = self.control
         return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Experiment:
+        """The experiment :meth:`as_dict` wrote (checked like any other).
+
+        Raises
+        ------
+        ParameterError
+            A field is missing or malformed; the message names it.
+        """
+        if not isinstance(data, Mapping):
+            raise ParameterError("an experiment must be a JSON object", parameter="experiment")
+        arms = data.get("arms")
+        if not isinstance(arms, list) or not all(isinstance(a, Mapping) for a in arms):
+            raise ParameterError("arms must be a list of {alias, weight} objects", parameter="arms")
+        for required in ("name", "model"):
+            if not isinstance(data.get(required), str):
+                raise ParameterError(f"{required} is required, as a string", parameter=required)
+        known = {f.name for f in dataclass_fields(cls)} - {"arms"}
+        unknown = sorted(set(data) - known - {"arms", "control"})
+        if unknown:
+            raise ParameterError(f"unknown experiment field {unknown[0]!r}", parameter=str(unknown[0]))
+        values = {k: data[k] for k in known if k in data and data[k] is not None}
+        if isinstance(values.get("guardrails"), list):
+            values["guardrails"] = tuple(values["guardrails"])
+        if "extra" in values and not isinstance(values["extra"], dict):
+            raise ParameterError("extra must be a JSON object", parameter="extra")
+        return cls(arms=tuple(Arm(a.get("alias"), a.get("weight")) for a in arms), **values)
 
     @classmethod
     def build(cls, name: str, arms: Sequence[str] | Mapping[str, float], **fields: Any) -> Experiment:

@@ -4,6 +4,8 @@ Portable SQL with ``:name`` parameters through the metadata store's
 :class:`~matinee.core.storage.db.Database`, so the same statements run on SQLite
 and PostgreSQL. Changes of status happen in one transaction under a lock, so
 two processes starting experiments at once cannot both start overlapping ones.
+Through a remote store (``MATINEE_TRACKING_URI``) every function asks the
+server's REST API, which runs the same function on its own store.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ __all__ = ["create_experiment", "delete_experiment", "get_experiment", "list_exp
 
 _COLUMNS = ("name", "kind", "endpoint", "model", "unit", "arms", "salt", "primary_metric", "guardrails", "owner",
             "description", "alpha", "status", "created_at", "started_at", "stopped_at", "extra")
+
+
+def _remote(store: Store) -> Any:
+    """The HTTP client of a remote store (``MATINEE_TRACKING_URI``), or None for a local one."""
+    from matinee.core.storage.remote import RemoteMetadataStore
+
+    return store.metadata.client if isinstance(store.metadata, RemoteMetadataStore) else None
 
 
 def _lock(db: Any) -> None:
@@ -86,6 +95,12 @@ def create_experiment(experiment: Experiment, *, check_aliases: bool = True) -> 
         The model or one of the arms' aliases is not registered.
     """
     store = open_store()
+    client = _remote(store)
+    if client is not None:
+        sent = experiment if experiment.owner else _with_owner(experiment, store.settings.user)
+        answer = client.call("POST", "experiments", json_body={"experiment": sent.as_dict(),
+                                                              "check_aliases": check_aliases})
+        return Experiment.from_dict(answer["experiment"])
     if check_aliases:
         _check_aliases(experiment)
     import dataclasses
@@ -102,6 +117,12 @@ def create_experiment(experiment: Experiment, *, check_aliases: bool = True) -> 
     return stored
 
 
+def _with_owner(experiment: Experiment, owner: str) -> Experiment:
+    import dataclasses
+
+    return dataclasses.replace(experiment, owner=owner)
+
+
 def _select(store: Store, name: str) -> dict[str, Any] | None:
     rows = store.metadata.db.query(f"SELECT {', '.join(_COLUMNS)} FROM experiments WHERE name = :name",
                                    {"name": name})
@@ -116,7 +137,11 @@ def get_experiment(name: str) -> Experiment:
     NotFoundError
         No experiment has that name.
     """
-    row = _select(open_store(), check_name(name))
+    store = open_store()
+    client = _remote(store)
+    if client is not None:
+        return Experiment.from_dict(client.call("GET", "experiments", check_name(name))["experiment"])
+    row = _select(store, check_name(name))
     if row is None:
         raise NotFoundError(f"no experiment named {name!r}", experiment=name)
     return _from_row(row)
@@ -133,7 +158,12 @@ def list_experiments(status: str | None = None) -> list[Experiment]:
             raise ParameterError(f"status must be one of {', '.join(STATUSES)}, not {status!r}", parameter="status")
         sql += " WHERE status = :status"
         params["status"] = status
-    rows = open_store().metadata.db.query(sql + " ORDER BY created_at DESC, name", params)
+    store = open_store()
+    client = _remote(store)
+    if client is not None:
+        query = {"status": status} if status is not None else None
+        return [Experiment.from_dict(e) for e in client.call("GET", "experiments", query=query)["experiments"]]
+    rows = store.metadata.db.query(sql + " ORDER BY created_at DESC, name", params)
     return [_from_row(r) for r in rows]
 
 
@@ -149,6 +179,9 @@ def start_experiment(name: str, at: float | None = None) -> Experiment:
         same endpoint (their members' exposures could not be told apart).
     """
     store = open_store()
+    client = _remote(store)
+    if client is not None:
+        return _remote_change(client, name, "start", at)
     db = store.metadata.db
     with db.transaction():
         _lock(db)
@@ -176,6 +209,9 @@ def stop_experiment(name: str, at: float | None = None) -> Experiment:
         It is not running.
     """
     store = open_store()
+    client = _remote(store)
+    if client is not None:
+        return _remote_change(client, name, "stop", at)
     db = store.metadata.db
     with db.transaction():
         _lock(db)
@@ -203,9 +239,19 @@ def delete_experiment(name: str) -> None:
         It has started: its record is kept for its analysis.
     """
     store = open_store()
+    client = _remote(store)
+    if client is not None:
+        client.call("DELETE", "experiments", check_name(name))
+        return
     with store.metadata.db.transaction():
         experiment = get_experiment(name)
         if experiment.status != "draft":
             raise ConflictError(f"experiment {name!r} is {experiment.status}; only a draft can be deleted",
                                 experiment=name)
         store.metadata.db.execute("DELETE FROM experiments WHERE name = :name", {"name": name})
+
+
+def _remote_change(client: Any, name: str, action: str, at: float | None) -> Experiment:
+    body = {} if at is None else {"at": float(at)}
+    answer = client.call("POST", "experiments", check_name(name), action, json_body=body)
+    return Experiment.from_dict(answer["experiment"])
