@@ -37,6 +37,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -286,3 +287,14 @@ def metadata_url(request: pytest.FixtureRequest, home: Path, monkeypatch: pytest
     monkeypatch.setenv("MATINEE_METADATA_URL", url)
     close_stores()
     return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_meta(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A :class:`~matinee.core.storage.metadata.MetadataStore` on a fresh database of each dialect."""
+    from matinee.core.storage.metadata import MetadataStore
+
+    url = f"sqlite:///{tmp_path / 'meta.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    store = MetadataStore.open(url)
+    yield store
+    store.close()

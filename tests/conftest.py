@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import matinee.core.client as client
-from _postgres import metadata_url, postgres, postgres_url  # noqa: F401  (fixtures)
+from _postgres import any_meta, metadata_url, postgres, postgres_url  # noqa: F401  (fixtures)
 from matinee.core.store import close_stores
 
 REPO = Path(__file__).resolve().parents[1]

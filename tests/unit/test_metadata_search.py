@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,12 +18,10 @@ from matinee.core.storage.metadata import COMPLETED, FAILED, MetadataStore
 from matinee.errors import ParameterError
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def meta(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetadataStore]:
-    url = f"sqlite:///{tmp_path / 'meta.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    store = MetadataStore.open(url)
-    yield store
-    store.close()
+@pytest.fixture
+def meta(any_meta: MetadataStore) -> MetadataStore:
+    """A fresh store of each dialect (the shared ``any_meta`` fixture)."""
+    return any_meta
 
 
 def test_latest_metric_is_the_highest_step_then_the_newest(meta: MetadataStore) -> None:

@@ -157,14 +157,6 @@ def test_a_rejected_batch_records_none_of_its_points(meta: MetadataStore, run_id
     assert stored(meta, run_id) == [("ok", None, 1.0)]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_meta(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetadataStore]:
-    url = f"sqlite:///{tmp_path / 'meta.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    store = MetadataStore.open(url)
-    yield store
-    store.close()
-
-
 def test_nan_and_infinities_are_recorded_and_read_back(any_meta: MetadataStore) -> None:
     """A diverged loss is logged, not refused: NaN (float or numpy) and both infinities round trip."""
     run_id = any_meta.create_run("Tracked", "u", kind="tracking")
