@@ -186,17 +186,18 @@ def gc(
     unreferenced blobs are removed.
     """
     from matinee.cli import views
-    from matinee.core.gc import apply_gc, parse_age, plan_gc
+    from matinee.core.gc import apply_gc, plan_gc
     from matinee.core.store import open_store
+    from matinee.core.timespan import parse_span
 
     store = open_store()
     plan = plan_gc(
         store,
-        older_than=parse_age(older_than, "older-than") if older_than else None,
+        older_than=parse_span(older_than, "older-than") if older_than else None,
         keep_last=keep_last,
         tags=tags,
         flow=flow,
-        grace=parse_age(grace, "grace"),
+        grace=parse_span(grace, "grace"),
     )
     if not dry_run:
         apply_gc(store, plan)

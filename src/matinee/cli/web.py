@@ -178,9 +178,9 @@ def audit(limit: int, denied: bool, prune: str | None, as_json: bool) -> None:
 
     store = _local_store()
     if prune is not None:
-        from matinee.core.gc import parse_age
+        from matinee.core.timespan import parse_span
 
-        age = parse_age(prune, parameter="prune-older-than")
+        age = parse_span(prune, "prune-older-than")
         before = time.time() - age
         deleted = store.metadata.prune_audit(before)
         store.metadata.audit(store.settings.user, "admin", "audit.prune", None, "ok",

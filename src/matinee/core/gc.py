@@ -17,7 +17,6 @@ from typing import Any
 from matinee.core.storage.blobs import BlobInfo
 from matinee.core.storage.metadata import RUNNING
 from matinee.core.store import Store
-from matinee.core.timespan import parse_span
 from matinee.errors import ParameterError
 
 
@@ -40,11 +39,6 @@ class GcPlan:
             "bytes": self.blob_bytes,
             "kept_for_models": self.kept_for_models,
         }
-
-
-def parse_age(text: str, parameter: str = "age") -> float:
-    """Seconds in an age such as ``30d``, ``12h``, ``15m``, ``45s`` or ``2w`` (see :func:`~matinee.core.timespan.parse_span`)."""
-    return parse_span(text, parameter)
 
 
 def plan_gc(
