@@ -10,6 +10,7 @@ server's REST API, which runs the same function on its own store.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from typing import Any
@@ -95,18 +96,16 @@ def create_experiment(experiment: Experiment, *, check_aliases: bool = True) -> 
         The model or one of the arms' aliases is not registered.
     """
     store = open_store()
+    experiment = dataclasses.replace(experiment, owner=experiment.owner or store.settings.user)
     client = _remote(store)
     if client is not None:
-        sent = experiment if experiment.owner else _with_owner(experiment, store.settings.user)
-        answer = client.call("POST", "experiments", json_body={"experiment": sent.as_dict(),
+        answer = client.call("POST", "experiments", json_body={"experiment": experiment.as_dict(),
                                                               "check_aliases": check_aliases})
         return Experiment.from_dict(answer["experiment"])
     if check_aliases:
         _check_aliases(experiment)
-    import dataclasses
-
     stored = dataclasses.replace(experiment, status="draft", created_at=time.time(), started_at=None,
-                                 stopped_at=None, owner=experiment.owner or store.settings.user)
+                                 stopped_at=None)
     row = _row(stored)
     with store.metadata.db.transaction():
         _lock(store.metadata.db)
@@ -115,12 +114,6 @@ def create_experiment(experiment: Experiment, *, check_aliases: bool = True) -> 
         store.metadata.db.execute(
             f"INSERT INTO experiments ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)})", row)
     return stored
-
-
-def _with_owner(experiment: Experiment, owner: str) -> Experiment:
-    import dataclasses
-
-    return dataclasses.replace(experiment, owner=owner)
 
 
 def _select(store: Store, name: str) -> dict[str, Any] | None:
